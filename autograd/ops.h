@@ -1,0 +1,3 @@
+// The public, differentiable API placeholder (filled below).
+#pragma once
+#include "tensor/tensor.h"

@@ -1,0 +1,8 @@
+// The umbrella header: #include <spear.h> gives the whole public API.
+#pragma once
+
+#include "autograd/ops.h"
+#include "tensor/parallel.h"
+#include "tensor/random.h"
+#include "tensor/safetensors.h"
+#include "tensor/tensor.h"

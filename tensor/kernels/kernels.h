@@ -1,0 +1,104 @@
+// The raw compute layer: every op of the tensor library as a plain function on Tensors, with no
+// autograd. One .cpp per family; each function documents its shapes. Inputs may be any strided
+// view unless noted; outputs are new contiguous tensors. Dims may be negative (counted from the
+// end); a `dims` list that is empty means every dim.
+//
+// Users call the differentiable versions in spear:: (autograd/ops.h), which call these.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace spear::kernels {
+
+// ---- copy.cpp ----
+Tensor contiguous(const Tensor& x);  // x itself when already contiguous
+Tensor clone(const Tensor& x);       // always a fresh contiguous copy
+Tensor to_dtype(const Tensor& x, DType dtype);
+
+// ---- views.cpp (no data is copied, except by reshape when the strides forbid a view) ----
+Tensor view(const Tensor& x, Shape shape);  // one size may be -1; throws if not viewable
+Tensor reshape(const Tensor& x, Shape shape);
+Tensor permute(const Tensor& x, const std::vector<int64_t>& dims);
+Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1);
+Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step = 1);
+Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length);
+Tensor squeeze(const Tensor& x);               // drops every size-1 dim
+Tensor squeeze(const Tensor& x, int64_t dim);  // drops dim if its size is 1
+Tensor unsqueeze(const Tensor& x, int64_t dim);
+Tensor expand(const Tensor& x, const Shape& shape);  // -1 keeps a size; new dims on the left
+Tensor flatten(const Tensor& x, int64_t start_dim = 0, int64_t end_dim = -1);
+
+// ---- elementwise.cpp ----
+enum class UnaryOp {
+  neg, exp, log, sqrt, rsqrt, abs, sin, cos, tanh, sigmoid, relu, gelu, elu, softplus
+};
+const char* unary_name(UnaryOp op);
+// x: any floating shape -> same shape. gelu is the exact erf form; elu has alpha 1;
+// softplus is log(1 + e^x) with PyTorch's threshold 20 (x above it returns x).
+Tensor unary(UnaryOp op, const Tensor& x);
+
+enum class BinaryOp { add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge };
+const char* binary_name(BinaryOp op);
+// a, b: shapes that broadcast, same dtype -> broadcast shape. Comparisons give 1 or 0 in the
+// inputs' dtype (spear has no bool dtype; masks are "non-zero means true").
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
+// cond, a, b broadcast together; cond of any dtype, non-zero picks a.
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+
+// ---- reduce.cpp ----
+// Reductions run in a fixed order that does not depend on the thread count.
+// x: (..) -> the reduced dims removed (kept as size 1 with keepdim).
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor amax(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor amin(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);  // -> i64, first maximum
+Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);  // -> i64, first minimum
+Tensor var(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false,
+           bool unbiased = true);
+// Sums `grad` down to `shape` (the inverse of broadcasting `shape` up to grad's shape).
+Tensor sum_to(const Tensor& grad, const Shape& shape);
+
+// ---- softmax.cpp ----
+// x: (..., N, ...) -> same shape, normalised along dim. Max-subtracted, so large logits are safe.
+Tensor softmax(const Tensor& x, int64_t dim);
+Tensor log_softmax(const Tensor& x, int64_t dim);
+Tensor logsumexp(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+
+// ---- scan.cpp ----
+// x: (..., N, ...) -> same shape; y[i] = x[0] + ... + x[i] along dim, or x[i] + ... + x[N-1]
+// when reverse.
+Tensor cumsum(const Tensor& x, int64_t dim, bool reverse = false);
+
+// ---- matmul.cpp ----
+// a: (M, K), b: (K, N) -> (M, N); with more dims, the leading (batch) dims broadcast:
+// a: (..., M, K), b: (..., K, N) -> (..., M, N). A 1-d operand is a vector, as in PyTorch.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// a: (B, M, K), b: (B, K, N) -> (B, M, N), no broadcasting.
+Tensor bmm(const Tensor& a, const Tensor& b);
+
+// ---- index.cpp ----
+// x: (.., S, ..) along dim, index: (L) i64 -> (.., L, ..)
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+// x: (..), index: same rank as x, i64 -> index's shape; out[i][j] = x[i][index[i][j]] along dim.
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+// weight: (V, C), ids: any shape, i64 in [0, V) -> ids.shape + (C)
+Tensor embedding(const Tensor& weight, const Tensor& ids);
+// x, mask broadcast to x's shape; non-zero mask positions become value.
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
+// ids: any shape, i64 in [0, num_classes) -> ids.shape + (num_classes)
+Tensor one_hot(const Tensor& ids, int64_t num_classes, DType dtype = f32);
+
+// ---- join.cpp ----
+// Tensors that agree except along dim -> concatenated along dim.
+Tensor cat(const std::vector<Tensor>& xs, int64_t dim);
+// Tensors of one shape S -> a new dim of size xs.size() at position dim.
+Tensor stack(const std::vector<Tensor>& xs, int64_t dim);
+// Views of x of `size` along dim (the last may be smaller).
+std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t dim);
+// x into `chunks` views along dim of ceil(S / chunks) each (the last may be smaller).
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim);
+
+}  // namespace spear::kernels

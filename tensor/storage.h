@@ -1,0 +1,29 @@
+// A 64-byte aligned byte buffer shared by every view of a tensor. The version counter goes up on
+// each in-place write, so autograd can tell when a tensor it saved has been changed.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace spear {
+
+class Storage {
+ public:
+  static constexpr size_t kAlignment = 64;
+
+  explicit Storage(size_t nbytes);  // uninitialised memory
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+  uint64_t version() const { return version_; }
+  void bump_version() { ++version_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t nbytes_ = 0;
+  uint64_t version_ = 0;
+};
+
+}  // namespace spear
