@@ -1,6 +1,10 @@
 // The umbrella header: #include <spear.h> gives the whole public API.
 #pragma once
 
+#include "autograd/function.h"
+#include "autograd/grad_mode.h"
+#include "autograd/gradcheck.h"
+#include "autograd/node.h"
 #include "autograd/ops.h"
 #include "tensor/parallel.h"
 #include "tensor/random.h"

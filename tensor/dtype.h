@@ -12,62 +12,77 @@ inline constexpr DType f32 = DType::f32;
 inline constexpr DType f64 = DType::f64;
 inline constexpr DType i64 = DType::i64;
 
-inline size_t itemsize(DType t) { return t == DType::f32 ? 4 : 8; }
-inline bool is_floating(DType t) { return t != DType::i64; }
+inline size_t itemsize(DType t) {
+  return t == DType::f32 ? 4 : 8;
+}
+inline bool is_floating(DType t) {
+  return t != DType::i64;
+}
 inline const char* dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "f32";
-    case DType::f64: return "f64";
-    case DType::i64: return "i64";
+    case DType::f32:
+      return "f32";
+    case DType::f64:
+      return "f64";
+    case DType::i64:
+      return "i64";
   }
   return "?";
 }
-inline std::ostream& operator<<(std::ostream& os, DType t) { return os << dtype_name(t); }
+inline std::ostream& operator<<(std::ostream& os, DType t) {
+  return os << dtype_name(t);
+}
 
 template <typename T>
 constexpr DType dtype_of();
 template <>
-constexpr DType dtype_of<float>() { return DType::f32; }
+constexpr DType dtype_of<float>() {
+  return DType::f32;
+}
 template <>
-constexpr DType dtype_of<double>() { return DType::f64; }
+constexpr DType dtype_of<double>() {
+  return DType::f64;
+}
 template <>
-constexpr DType dtype_of<int64_t>() { return DType::i64; }
+constexpr DType dtype_of<int64_t>() {
+  return DType::i64;
+}
 
 }  // namespace spear
 
 // Runs the body with `scalar_t` bound to the C++ type of `dtype`; other dtypes throw naming `op`.
-#define SPEAR_DISPATCH_FLOAT(dtype, op, ...)                                          \
-  [&] {                                                                               \
-    switch (dtype) {                                                                  \
-      case ::spear::DType::f32: {                                                     \
-        using scalar_t = float;                                                       \
-        return __VA_ARGS__();                                                         \
-      }                                                                               \
-      case ::spear::DType::f64: {                                                     \
-        using scalar_t = double;                                                      \
-        return __VA_ARGS__();                                                         \
-      }                                                                               \
-      default:                                                                        \
+#define SPEAR_DISPATCH_FLOAT(dtype, op, ...)                                              \
+  [&] {                                                                                   \
+    switch (dtype) {                                                                      \
+      case ::spear::DType::f32: {                                                         \
+        using scalar_t = float;                                                           \
+        return __VA_ARGS__();                                                             \
+      }                                                                                   \
+      case ::spear::DType::f64: {                                                         \
+        using scalar_t = double;                                                          \
+        return __VA_ARGS__();                                                             \
+      }                                                                                   \
+      default:                                                                            \
         throw ::spear::DTypeError(std::string(op) + ": expected a floating dtype, got " + \
-                                  ::spear::dtype_name(dtype));                        \
-    }                                                                                 \
+                                  ::spear::dtype_name(dtype));                            \
+    }                                                                                     \
   }()
 
-#define SPEAR_DISPATCH_ALL(dtype, op, ...) \
-  [&] {                                    \
-    switch (dtype) {                       \
-      case ::spear::DType::f32: {          \
-        using scalar_t = float;            \
-        return __VA_ARGS__();              \
-      }                                    \
-      case ::spear::DType::f64: {          \
-        using scalar_t = double;           \
-        return __VA_ARGS__();              \
-      }                                    \
-      case ::spear::DType::i64: {          \
-        using scalar_t = int64_t;          \
-        return __VA_ARGS__();              \
-      }                                    \
-    }                                      \
+#define SPEAR_DISPATCH_ALL(dtype, op, ...)                          \
+  [&] {                                                             \
+    switch (dtype) {                                                \
+      case ::spear::DType::f32: {                                   \
+        using scalar_t = float;                                     \
+        return __VA_ARGS__();                                       \
+      }                                                             \
+      case ::spear::DType::f64: {                                   \
+        using scalar_t = double;                                    \
+        return __VA_ARGS__();                                       \
+      }                                                             \
+      case ::spear::DType::i64: {                                   \
+        using scalar_t = int64_t;                                   \
+        return __VA_ARGS__();                                       \
+      }                                                             \
+    }                                                               \
     throw ::spear::DTypeError(std::string(op) + ": unknown dtype"); \
   }()

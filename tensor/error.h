@@ -46,8 +46,8 @@ std::string str_cat(const Parts&... parts) {
 }  // namespace spear
 
 // Throws ErrorType with the message parts streamed together when `cond` is false.
-#define SPEAR_CHECK_T(ErrorType, cond, ...) \
-  do {                                      \
+#define SPEAR_CHECK_T(ErrorType, cond, ...)                      \
+  do {                                                           \
     if (!(cond)) throw ErrorType(::spear::str_cat(__VA_ARGS__)); \
   } while (0)
 #define SPEAR_CHECK(cond, ...) SPEAR_CHECK_T(::spear::Error, cond, __VA_ARGS__)

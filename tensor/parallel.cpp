@@ -38,7 +38,7 @@ void configure(ThreadState& s, int n) {
   s.num_threads = n;
   s.control.reset();
   s.control = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
-                                                     static_cast<size_t>(n));
+                                                    static_cast<size_t>(n));
   s.arena = std::make_unique<tbb::task_arena>(n);
   // Under the tbb policy every BLAS call is already one of n parallel tasks.
   openblas_set_num_threads(s.gemm_policy == GemmPolicy::blas ? n : 1);
@@ -67,7 +67,9 @@ void set_num_threads(int n) {
   configure(state(), n);
 }
 
-int get_num_threads() { return state().num_threads; }
+int get_num_threads() {
+  return state().num_threads;
+}
 
 void set_gemm_policy(GemmPolicy policy) {
   ThreadState& s = state();
@@ -75,7 +77,9 @@ void set_gemm_policy(GemmPolicy policy) {
   configure(s, s.num_threads);
 }
 
-GemmPolicy get_gemm_policy() { return state().gemm_policy; }
+GemmPolicy get_gemm_policy() {
+  return state().gemm_policy;
+}
 
 void parallel_for(int64_t begin, int64_t end, int64_t grain,
                   const std::function<void(int64_t, int64_t)>& fn) {
@@ -92,6 +96,8 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
   });
 }
 
-const char* blas_info() { return openblas_get_config(); }
+const char* blas_info() {
+  return openblas_get_config();
+}
 
 }  // namespace spear

@@ -33,8 +33,8 @@ std::string shape_str(const Shape& shape) {
 
 int64_t wrap_dim(int64_t dim, int64_t rank, const char* op) {
   int64_t lo = rank == 0 ? -1 : -rank, hi = rank == 0 ? 0 : rank - 1;
-  SPEAR_CHECK_SHAPE(dim >= lo && dim <= hi, op, ": dim ", dim, " out of range for a tensor of rank ",
-                    rank);
+  SPEAR_CHECK_SHAPE(dim >= lo && dim <= hi, op, ": dim ", dim,
+                    " out of range for a tensor of rank ", rank);
   return dim < 0 ? dim + std::max<int64_t>(rank, 1) : dim;
 }
 

@@ -12,6 +12,8 @@ Storage::Storage(size_t nbytes) : nbytes_(nbytes) {
   if (!data_) throw std::bad_alloc();
 }
 
-Storage::~Storage() { std::free(data_); }
+Storage::~Storage() {
+  std::free(data_);
+}
 
 }  // namespace spear

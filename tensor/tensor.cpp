@@ -10,7 +10,8 @@ namespace spear {
 Tensor Tensor::empty(const Shape& shape, DType dtype) {
   for (int64_t s : shape)
     SPEAR_CHECK_SHAPE(s >= 0, "empty: negative size in shape ", shape_str(shape));
-  auto storage = std::make_shared<Storage>(static_cast<size_t>(shape_numel(shape)) * itemsize(dtype));
+  auto storage =
+      std::make_shared<Storage>(static_cast<size_t>(shape_numel(shape)) * itemsize(dtype));
   return make_view(std::move(storage), shape, contiguous_strides(shape), 0, dtype);
 }
 
@@ -30,10 +31,15 @@ TensorImpl& Tensor::impl() const {
   return *impl_;
 }
 
-int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
+int64_t Tensor::size(int64_t d) const {
+  return shape()[wrap_dim(d, dim(), "size")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  return strides()[wrap_dim(d, dim(), "stride")];
+}
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;  // no element to misplace
   int64_t expected = 1;
   for (int64_t i = dim() - 1; i >= 0; --i) {
     if (shape()[i] == 1) continue;
@@ -89,9 +95,9 @@ Tensor& Tensor::copy_(const Tensor& src) {
   return *this;
 }
 
-#define SPEAR_INSTANTIATE(T)                               \
-  template T* Tensor::data_ptr<T>() const;                 \
-  template std::vector<T> Tensor::to_vector<T>() const;    \
+#define SPEAR_INSTANTIATE(T)                            \
+  template T* Tensor::data_ptr<T>() const;              \
+  template std::vector<T> Tensor::to_vector<T>() const; \
   template T Tensor::item<T>() const;
 SPEAR_INSTANTIATE(float)
 SPEAR_INSTANTIATE(double)
@@ -100,16 +106,30 @@ SPEAR_INSTANTIATE(int64_t)
 
 // ---- Creation ----
 
-Tensor empty(const Shape& shape, DType dtype) { return Tensor::empty(shape, dtype); }
+Tensor empty(const Shape& shape, DType dtype) {
+  return Tensor::empty(shape, dtype);
+}
 Tensor full(const Shape& shape, double value, DType dtype) {
   return Tensor::empty(shape, dtype).fill_(value);
 }
-Tensor zeros(const Shape& shape, DType dtype) { return full(shape, 0.0, dtype); }
-Tensor ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
-Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
-Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
-Tensor full_like(const Tensor& t, double value) { return full(t.shape(), value, t.dtype()); }
-Tensor scalar_tensor(double value, DType dtype) { return full({}, value, dtype); }
+Tensor zeros(const Shape& shape, DType dtype) {
+  return full(shape, 0.0, dtype);
+}
+Tensor ones(const Shape& shape, DType dtype) {
+  return full(shape, 1.0, dtype);
+}
+Tensor zeros_like(const Tensor& t) {
+  return zeros(t.shape(), t.dtype());
+}
+Tensor ones_like(const Tensor& t) {
+  return ones(t.shape(), t.dtype());
+}
+Tensor full_like(const Tensor& t, double value) {
+  return full(t.shape(), value, t.dtype());
+}
+Tensor scalar_tensor(double value, DType dtype) {
+  return full({}, value, dtype);
+}
 
 Tensor arange(double start, double end, double step, DType dtype) {
   SPEAR_CHECK(step != 0.0, "arange: step must be non-zero");
@@ -122,7 +142,9 @@ Tensor arange(double start, double end, double step, DType dtype) {
   });
   return out;
 }
-Tensor arange(int64_t end, DType dtype) { return arange(0.0, static_cast<double>(end), 1.0, dtype); }
+Tensor arange(int64_t end, DType dtype) {
+  return arange(0.0, static_cast<double>(end), 1.0, dtype);
+}
 
 Tensor linspace(double start, double end, int64_t steps, DType dtype) {
   SPEAR_CHECK(steps >= 0, "linspace: steps must be >= 0, got ", steps);
@@ -139,8 +161,8 @@ Tensor linspace(double start, double end, int64_t steps, DType dtype) {
 template <typename T>
 Tensor tensor(const std::vector<T>& values, const Shape& shape) {
   Shape s = shape.empty() ? Shape{static_cast<int64_t>(values.size())} : shape;
-  SPEAR_CHECK_SHAPE(shape_numel(s) == static_cast<int64_t>(values.size()), "tensor: ",
-                    values.size(), " values do not fill shape ", shape_str(s));
+  SPEAR_CHECK_SHAPE(shape_numel(s) == static_cast<int64_t>(values.size()),
+                    "tensor: ", values.size(), " values do not fill shape ", shape_str(s));
   Tensor out = Tensor::empty(s, dtype_of<T>());
   if (!values.empty()) std::memcpy(out.raw_data(), values.data(), values.size() * sizeof(T));
   return out;

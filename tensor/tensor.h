@@ -3,9 +3,9 @@
 // Copying a Tensor copies the handle, not the data (use clone() for that). A view (reshape,
 // permute, slice, expand, ...) shares the storage and only changes shape, strides and offset.
 //
-// Layering: this header belongs to the tensor library and knows nothing of autograd. The math
-// methods declared at the bottom (t.sum(), t.reshape(), operators, ...) are the differentiable
-// public API; they are defined in autograd/ops.cpp, which records the graph when needed.
+// Layering: this header belongs to the tensor library, which knows nothing of autograd. The math
+// methods declared below (t.sum(), t.reshape(), ...) are part of the public op API; they are
+// defined with the free functions in autograd/ops.cpp, the layer that records gradients.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -19,13 +19,13 @@
 
 namespace spear {
 
-struct AutogradMeta;  // defined in autograd/; null for tensors autograd never touched
+struct AutogradMeta;  // autograd's per-tensor state (autograd/autograd_meta.h); null until needed
 class Node;
 
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
   Shape shape;
-  Shape strides;  // in elements
+  Shape strides;       // in elements
   int64_t offset = 0;  // in elements
   DType dtype = DType::f32;
   std::shared_ptr<AutogradMeta> autograd;
@@ -39,8 +39,8 @@ class Tensor {
   // A new, uninitialised, contiguous tensor.
   static Tensor empty(const Shape& shape, DType dtype);
   // A view of `storage` with the given geometry (the storage must be large enough).
-  static Tensor make_view(std::shared_ptr<Storage> storage, const Shape& shape, const Shape& strides,
-                          int64_t offset, DType dtype);
+  static Tensor make_view(std::shared_ptr<Storage> storage, const Shape& shape,
+                          const Shape& strides, int64_t offset, DType dtype);
 
   bool defined() const { return impl_ != nullptr; }
   const Shape& shape() const { return impl().shape; }
@@ -55,6 +55,7 @@ class Tensor {
   bool is_contiguous() const;
   const std::shared_ptr<Storage>& storage() const { return impl().storage; }
   TensorImpl& impl() const;
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
   bool is_same(const Tensor& other) const { return impl_ == other.impl_; }
 
   // Pointer to the first element of this view. Throws if T does not match dtype().
@@ -74,7 +75,7 @@ class Tensor {
   Tensor& zero_() { return fill_(0.0); }
   Tensor& copy_(const Tensor& src);  // src broadcasts to this shape; dtype converts
 
-  // ---- The differentiable API (defined in autograd/ops.cpp) ----
+  // ---- The public op API as methods (defined in autograd/ops.cpp) ----
   Tensor clone() const;
   Tensor contiguous() const;
   Tensor to(DType dtype) const;
@@ -110,14 +111,17 @@ class Tensor {
   Tensor pow(double exponent) const;
   Tensor matmul(const Tensor& other) const;
 
-  // ---- Autograd state (defined in autograd/) ----
+  // ---- Autograd (defined in autograd/engine.cpp) ----
   bool requires_grad() const;
-  Tensor& requires_grad_(bool requires = true);
-  Tensor grad() const;  // undefined until backward() reaches this leaf
-  std::shared_ptr<Node> grad_fn() const;
+  Tensor& requires_grad_(bool requires = true);  // only on leaves (tensors no op produced)
+  bool is_leaf() const;                          // true unless an op recorded this tensor
+  Tensor grad() const;  // the accumulated gradient of a leaf; undefined before backward()
+  void set_grad(const Tensor& grad);
+  void zero_grad();                       // drops the accumulated gradient
+  std::shared_ptr<Node> grad_fn() const;  // the op that produced this tensor, or null
+  // Back-propagates from this tensor: a scalar, or any shape when `grad` is given.
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
-  Tensor detach() const;
-  void zero_grad();
+  Tensor detach() const;  // the same data, cut from the graph
 
  private:
   std::shared_ptr<TensorImpl> impl_;

@@ -23,12 +23,12 @@ void copy_into(const Tensor& dst, const Tensor& src) {
     SPEAR_DISPATCH_ALL(src.dtype(), "copy_", [&] {
       dst_t* out = dst.data_ptr<dst_t>();
       const scalar_t* in = src.data_ptr<scalar_t>();
-      parallel_runs<2>(dst.shape(), {dst.strides(), broadcast_strides(src, dst.shape())},
-                       [&](int64_t n, const std::array<int64_t, 2>& off,
-                           const std::array<int64_t, 2>& st) {
-                         for (int64_t j = 0; j < n; ++j)
-                           out[off[0] + j * st[0]] = static_cast<dst_t>(in[off[1] + j * st[1]]);
-                       });
+      parallel_runs<2>(
+          dst.shape(), {dst.strides(), broadcast_strides(src, dst.shape())},
+          [&](int64_t n, const std::array<int64_t, 2>& off, const std::array<int64_t, 2>& st) {
+            for (int64_t j = 0; j < n; ++j)
+              out[off[0] + j * st[0]] = static_cast<dst_t>(in[off[1] + j * st[1]]);
+          });
     });
   });
 }
@@ -42,7 +42,9 @@ Tensor clone(const Tensor& x) {
   return out;
 }
 
-Tensor contiguous(const Tensor& x) { return x.is_contiguous() ? x : clone(x); }
+Tensor contiguous(const Tensor& x) {
+  return x.is_contiguous() ? x : clone(x);
+}
 
 Tensor to_dtype(const Tensor& x, DType dtype) {
   if (x.dtype() == dtype) return x;

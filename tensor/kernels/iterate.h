@@ -17,7 +17,8 @@ struct StridedLoop {
   std::array<Shape, K> strides;
 };
 
-// Drops size-1 dims and merges dim d into d+1 when every operand has stride[d] == stride[d+1]*size[d+1].
+// Drops size-1 dims and merges dim d into d+1 when every operand has stride[d] ==
+// stride[d+1]*size[d+1].
 template <size_t K>
 StridedLoop<K> coalesce(const Shape& shape, const std::array<Shape, K>& strides) {
   StridedLoop<K> loop;
@@ -87,10 +88,11 @@ void parallel_runs(const Shape& shape, const std::array<Shape, K>& strides, Run&
 template <typename Fn>
 void for_each_offset(const Shape& shape, const Shape& strides, Fn&& fn) {
   StridedLoop<1> loop = coalesce<1>(shape, {strides});
-  for_each_run<1>(loop, 0, shape_numel(shape),
-                  [&](int64_t n, const std::array<int64_t, 1>& off, const std::array<int64_t, 1>& st) {
-                    for (int64_t j = 0; j < n; ++j) fn(off[0] + j * st[0]);
-                  });
+  for_each_run<1>(
+      loop, 0, shape_numel(shape),
+      [&](int64_t n, const std::array<int64_t, 1>& off, const std::array<int64_t, 1>& st) {
+        for (int64_t j = 0; j < n; ++j) fn(off[0] + j * st[0]);
+      });
 }
 
 // Strides that read a tensor of shape `from` as if it had the broadcast shape `to` (stride 0 on

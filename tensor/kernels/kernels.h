@@ -29,18 +29,45 @@ Tensor squeeze(const Tensor& x, int64_t dim);  // drops dim if its size is 1
 Tensor unsqueeze(const Tensor& x, int64_t dim);
 Tensor expand(const Tensor& x, const Shape& shape);  // -1 keeps a size; new dims on the left
 Tensor flatten(const Tensor& x, int64_t start_dim = 0, int64_t end_dim = -1);
+// The shape flatten gives: dims start_dim..end_dim merged into one (a 0-d shape becomes [1]).
+Shape flattened_shape(const Shape& shape, int64_t start_dim, int64_t end_dim);
 
 // ---- elementwise.cpp ----
 enum class UnaryOp {
-  neg, exp, log, sqrt, rsqrt, abs, sin, cos, tanh, sigmoid, relu, gelu, elu, softplus
+  neg,
+  exp,
+  log,
+  sqrt,
+  rsqrt,
+  abs,
+  sin,
+  cos,
+  tanh,
+  sigmoid,
+  relu,
+  gelu,
+  elu,
+  softplus,
+  erf
 };
-const char* unary_name(UnaryOp op);
+constexpr const char* unary_name(UnaryOp op) {
+  constexpr const char* names[] = {"neg",  "exp",  "log", "sqrt",     "rsqrt",
+                                   "abs",  "sin",  "cos", "tanh",     "sigmoid",
+                                   "relu", "gelu", "elu", "softplus", "erf"};
+  return names[static_cast<int>(op)];
+}
 // x: any floating shape -> same shape. gelu is the exact erf form; elu has alpha 1;
 // softplus is log(1 + e^x) with PyTorch's threshold 20 (x above it returns x).
 Tensor unary(UnaryOp op, const Tensor& x);
+// x, y = unary(op, x), grad: S -> grad * op'(x), in one pass (the backward of every unary op).
+Tensor unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& grad);
 
 enum class BinaryOp { add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge };
-const char* binary_name(BinaryOp op);
+constexpr const char* binary_name(BinaryOp op) {
+  constexpr const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
+                                   "eq",  "ne",  "lt",  "le",  "gt",  "ge"};
+  return names[static_cast<int>(op)];
+}
 // a, b: shapes that broadcast, same dtype -> broadcast shape. Comparisons give 1 or 0 in the
 // inputs' dtype (spear has no bool dtype; masks are "non-zero means true").
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
@@ -90,6 +117,14 @@ Tensor embedding(const Tensor& weight, const Tensor& ids);
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 // ids: any shape, i64 in [0, num_classes) -> ids.shape + (num_classes)
 Tensor one_hot(const Tensor& ids, int64_t num_classes, DType dtype = f32);
+// The adjoints of index_select and gather: zeros(shape) with src added where the ids point;
+// repeated ids accumulate, in a fixed order.
+// src: (.., L, ..) along dim, index: (L) i64 -> shape (.., S, ..);
+// out[.., index[l], ..] += src[.., l, ..]
+Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src);
+// index, src: one shape of the rank of `shape` -> shape; for dim=1,
+// out[i][index[i][j][k]][k] += src[i][j][k].
+Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src);
 
 // ---- join.cpp ----
 // Tensors that agree except along dim -> concatenated along dim.
@@ -100,5 +135,39 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t dim);
 std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t dim);
 // x into `chunks` views along dim of ceil(S / chunks) each (the last may be smaller).
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim);
+
+// ---- norm.cpp ----
+// Layer normalisation over the last dim: y = (x - mean) * rstd * weight + bias, with
+// rstd = 1 / sqrt(var + eps) (biased variance). mean and rstd are kept for the backward pass.
+struct LayerNormResult {
+  Tensor y;     // x's shape
+  Tensor mean;  // x's shape without the last dim
+  Tensor rstd;  // likewise
+};
+// x: (..., C), weight: (C), bias: (C) -> y: (..., C), mean: (...), rstd: (...)
+LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
+struct LayerNormGrads {
+  Tensor dx, dweight, dbias;
+};
+// grad, x: (..., C), weight: (C), mean, rstd: (...) from layer_norm -> dx: (..., C), dweight: (C),
+// dbias: (C). dweight and dbias sum over rows in an order fixed by the shape alone.
+LayerNormGrads layer_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& weight,
+                                   const Tensor& mean, const Tensor& rstd);
+
+// ---- loss.cpp ----
+// Cross-entropy of softmax(logits) against class ids, averaged over the targets that are not
+// ignore_index, with PyTorch's label smoothing. The classes are the LAST dim (PyTorch puts them in
+// dim 1 for inputs of more than 2 dims). Every target ignored gives 0 / 0 = NaN, as in PyTorch.
+struct CrossEntropyResult {
+  Tensor loss;       // 0-d
+  Tensor logsumexp;  // one per row, kept for the backward pass
+};
+// logits: (..., C), targets: (...) i64 in [0, C) or == ignore_index -> loss: (), logsumexp: (...)
+CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+                                 double label_smoothing);
+// grad: (), logits: (..., C), targets, logsumexp: (...) -> dlogits: (..., C)
+Tensor cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& targets,
+                              const Tensor& logsumexp, int64_t ignore_index,
+                              double label_smoothing);
 
 }  // namespace spear::kernels

@@ -50,8 +50,8 @@ bool view_strides(const Tensor& x, const Shape& shape, Shape& strides) {
   int64_t tensor_numel = 1, view_numel = 1;
   for (int64_t d = x.dim() - 1; d >= 0; --d) {
     tensor_numel *= old_shape[d];
-    bool chunk_ends = d == 0 || (old_shape[d - 1] != 1 &&
-                                 old_strides[d - 1] != tensor_numel * chunk_base_stride);
+    bool chunk_ends =
+        d == 0 || (old_shape[d - 1] != 1 && old_strides[d - 1] != tensor_numel * chunk_base_stride);
     if (!chunk_ends) continue;
     while (view_d >= 0 && (view_numel < tensor_numel || shape[view_d] == 1)) {
       strides[view_d] = view_numel * chunk_base_stride;
@@ -179,17 +179,22 @@ Tensor expand(const Tensor& x, const Shape& shape) {
   return restride(x, out_shape, strides, x.offset());
 }
 
-Tensor flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {
-  if (x.dim() == 0) return reshape(x, {1});
-  start_dim = wrap_dim(start_dim, x.dim(), "flatten");
-  end_dim = wrap_dim(end_dim, x.dim(), "flatten");
+Shape flattened_shape(const Shape& shape, int64_t start_dim, int64_t end_dim) {
+  const auto rank = static_cast<int64_t>(shape.size());
+  if (rank == 0) return {1};
+  start_dim = wrap_dim(start_dim, rank, "flatten");
+  end_dim = wrap_dim(end_dim, rank, "flatten");
   SPEAR_CHECK_SHAPE(start_dim <= end_dim, "flatten: start_dim ", start_dim, " > end_dim ", end_dim);
-  Shape shape(x.shape().begin(), x.shape().begin() + start_dim);
+  Shape out(shape.begin(), shape.begin() + start_dim);
   int64_t merged = 1;
-  for (int64_t d = start_dim; d <= end_dim; ++d) merged *= x.shape()[d];
-  shape.push_back(merged);
-  shape.insert(shape.end(), x.shape().begin() + end_dim + 1, x.shape().end());
-  return reshape(x, shape);
+  for (int64_t d = start_dim; d <= end_dim; ++d) merged *= shape[d];
+  out.push_back(merged);
+  out.insert(out.end(), shape.begin() + end_dim + 1, shape.end());
+  return out;
+}
+
+Tensor flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {
+  return reshape(x, flattened_shape(x.shape(), start_dim, end_dim));
 }
 
 }  // namespace spear::kernels

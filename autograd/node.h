@@ -1,0 +1,81 @@
+// The graph that backward() walks. Every op that runs while some input requires grad creates a
+// Node; the Node points at the Nodes of its inputs (its "next edges"), so the graph runs from the
+// loss back to the leaves. A leaf (a parameter) is reached through its AccumulateGrad node, which
+// adds the incoming gradient into the leaf's .grad().
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace spear {
+
+// Autograd's state of one tensor (TensorImpl::autograd).
+struct AutogradMeta {
+  bool requires_grad = false;
+  Tensor grad;                           // leaves: the accumulated gradient
+  std::shared_ptr<Node> grad_fn;         // op outputs: the node that made them
+  std::weak_ptr<Node> grad_accumulator;  // leaves: shared by every use of the leaf
+};
+
+// A tensor kept for the backward pass. It is stored detached (so the graph holds no cycle through
+// it) together with its storage version: if the data is changed in place before backward, using
+// it would give a silently wrong gradient, so get() throws instead.
+class SavedTensor {
+ public:
+  SavedTensor() = default;
+  explicit SavedTensor(const Tensor& t);
+  Tensor get(const char* op) const;
+
+ private:
+  Tensor data_;
+  uint64_t version_ = 0;
+};
+
+class Node;
+// An input of a node; `node` is null when that input needs no gradient.
+struct Edge {
+  std::shared_ptr<Node> node;
+};
+
+class Node {
+ public:
+  virtual ~Node();
+  virtual const char* name() const = 0;
+  // The gradients w.r.t. each input, given the gradient w.r.t. this node's output. An input that
+  // needs no gradient may get an undefined Tensor. A gradient may have the output's broadcast
+  // shape; the engine sums it down to the input's shape.
+  virtual std::vector<Tensor> apply(const Tensor& grad_output) = 0;
+  // Frees what forward saved; after this, apply throws (backward ran once without retain_graph).
+  virtual void release_saved() {}
+
+  std::vector<Edge> next_edges;     // one per tensor input of the op, in order
+  std::vector<Shape> input_shapes;  // the inputs' shapes and dtypes, to check and reduce grads
+  std::vector<DType> input_dtypes;
+  Shape output_shape;
+};
+
+// The end of the graph for a leaf: adds the gradient into leaf.grad().
+class AccumulateGrad : public Node {
+ public:
+  explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
+  const char* name() const override { return "AccumulateGrad"; }
+  std::vector<Tensor> apply(const Tensor& grad_output) override;
+
+ private:
+  std::shared_ptr<TensorImpl> leaf_;
+};
+
+// The edge that leads to `t`'s gradient: its grad_fn, its AccumulateGrad if it is a leaf that
+// requires grad, or an empty edge.
+Edge gradient_edge(const Tensor& t);
+
+// Makes `node` the producer of `out`: out.requires_grad() becomes true.
+void set_history(Tensor& out, const std::shared_ptr<Node>& node);
+
+// Prints the graph behind `t`, one node per line, indented by depth, with output shapes.
+void print_graph(const Tensor& t, std::ostream& os);
+std::string graph_string(const Tensor& t);
+
+}  // namespace spear
