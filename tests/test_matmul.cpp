@@ -103,7 +103,9 @@ TEST_CASE("matmul errors name the shapes") {
 
 TEST_CASE("matmul is bit-identical with 1 and 2 threads, both split directions and batches") {
   // Shapes big enough to be cut into blocks by rows, by columns, and with odd edges.
-  for (Shape mkn : {Shape{2001, 128, 37}, Shape{17, 256, 4003}, Shape{256, 256, 256}}) {
+  // The last shape is cut along K (a weight-gradient shape: narrow output, long inner dim).
+  for (Shape mkn :
+       {Shape{2001, 128, 37}, Shape{17, 256, 4003}, Shape{256, 256, 256}, Shape{40, 9000, 24}}) {
     CAPTURE(mkn);
     Tensor a = values<float>({mkn[0], mkn[1]}, 0.2), b = values<float>({mkn[1], mkn[2]}, 0.4);
     Tensor batched = values<float>({3, mkn[0], mkn[1]}, 0.2);
@@ -115,4 +117,14 @@ TEST_CASE("matmul is bit-identical with 1 and 2 threads, both split directions a
     CHECK(k::matmul(a, b).to_vector<float>() == one);
     CHECK(k::bmm(batched, k::expand(b, {3, mkn[1], mkn[2]})).to_vector<float>() == one_batched);
   }
+}
+
+TEST_CASE("a product cut along its inner dim matches the naive sum") {
+  Tensor a = values<double>({40, 9000}, 0.3), b = values<double>({9000, 24}, 0.8);
+  std::vector<double> want = naive_bmm(k::unsqueeze(a, 0), k::unsqueeze(b, 0));
+  set_num_threads(2);
+  check_close<double>(k::matmul(a, b), want, 1e-12);
+  // Transposed operands go through the same path.
+  Tensor at = k::transpose(k::contiguous(k::transpose(a, 0, 1)), 0, 1);
+  check_close<double>(k::matmul(at, b), want, 1e-12);
 }

@@ -2,12 +2,15 @@
 // a: (..., M, K), b: (..., K, N) -> (..., M, N), batch dims broadcast.
 //
 // Threading follows the GEMM policy (parallel.h). Under `tbb`, BLAS is single-threaded and we
-// split the work into tasks: whole products when there are many, otherwise a few big blocks of
-// rows (or columns) of each product. The split depends only on the shapes, so the result is
-// bit-identical for any number of threads. Under `blas`, one multi-threaded call per product.
+// split the work into tasks: whole products when there are many, otherwise one big block of
+// rows (or columns) of each product per thread — coarse on purpose, since many small BLAS calls
+// are slower than a few. Each output element is computed with the same register tile and K loop
+// as in one whole call, so the result is bit-identical for any number of threads (the tests
+// check it). Under `blas`, one multi-threaded call per product.
 #include <cblas.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "tensor/kernels/kernels.h"
 #include "tensor/parallel.h"
@@ -15,11 +18,14 @@
 namespace spear::kernels {
 namespace {
 
-// A product is split into at most kMaxBlocks pieces of at least kFlopsPerBlock flops and
-// kMinBlockExtent rows (or columns): coarse, since many small BLAS calls are slower than a few.
-constexpr int64_t kMaxBlocks = 8;
-constexpr int64_t kFlopsPerBlock = int64_t(1) << 22;
-constexpr int64_t kMinBlockExtent = 32;
+// Products under kMinFlopsToSplit are not worth splitting. Blocks start at multiples of
+// kBlockAlign rows (or columns): a multiple of the register-tile sizes of OpenBLAS's x86 kernels
+// (powers of two up to 32), so a block boundary is also a tile boundary of the whole product.
+constexpr int64_t kMinFlopsToSplit = int64_t(1) << 22;
+constexpr int64_t kBlockAlign = 64;
+// A product too narrow to cut into row or column blocks but with a long inner dim (a weight
+// gradient: (out, tokens) @ (tokens, in)) is cut along K into chunks of this many, summed in order.
+constexpr int64_t kSplitK = 4096;
 
 // One operand of a GEMM: a pointer per batch entry, plus how BLAS should read the matrix.
 struct GemmOperand {
@@ -68,6 +74,33 @@ int64_t batch_offset(int64_t b, const Shape& batch, const Shape& strides) {
   return off;
 }
 
+// c = a @ b for one product, as the sum over fixed K-chunks of a[:, chunk] @ b[chunk, :]. The
+// chunks depend only on K, and their partial products are added in chunk order, so the result
+// does not depend on the thread count (it differs from one whole BLAS call in the last bits).
+template <typename T>
+void split_k_gemm(const GemmOperand& a, const GemmOperand& b, Tensor& c) {
+  const int64_t m = c.size(-2), n = c.size(-1), k = a.t.size(-1);
+  const int64_t chunks = (k + kSplitK - 1) / kSplitK;
+  std::vector<T> partial(static_cast<size_t>(chunks * m * n));
+  const T* pa = a.t.data_ptr<T>();
+  const T* pb = b.t.data_ptr<T>();
+  parallel_for(0, chunks, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t ch = lo; ch < hi; ++ch) {
+      const int64_t k0 = ch * kSplitK, kn = std::min(kSplitK, k - k0);
+      gemm<T>(a.transposed, b.transposed, m, n, kn, pa + k0 * col_step(a), a.ld,
+              pb + k0 * row_step(b), b.ld, partial.data() + ch * m * n, n);
+    }
+  });
+  T* pc = c.data_ptr<T>();
+  parallel_for(0, m * n, kMinParallelElements, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      T acc = partial[i];
+      for (int64_t ch = 1; ch < chunks; ++ch) acc += partial[ch * m * n + i];
+      pc[i] = acc;
+    }
+  });
+}
+
 // c[batch] = a[batch] @ b[batch] for every batch entry; a, b already expanded to `batch`.
 template <typename T>
 void batched_gemm(const GemmOperand& a, const GemmOperand& b, Tensor& c, const Shape& batch) {
@@ -94,23 +127,33 @@ void batched_gemm(const GemmOperand& a, const GemmOperand& b, Tensor& c, const S
     for (int64_t i = 0; i < count; ++i) product(i, 0, m, true);
     return;
   }
-  // Each product is cut into `blocks` pieces along its longer side, and the (product, piece)
-  // tasks are shared out. The cut depends on the shape only, never on the thread count:
-  // OpenBLAS's edge kernels sum in a different order, so a different cut changes the last bits.
+  // With fewer products than threads, each product is cut into one block of rows (or columns)
+  // per thread. Cuts fall on multiples of kBlockAlign, where OpenBLAS's micro-kernels tile the
+  // same way as in one whole call, so the bits do not depend on how many blocks there are.
   const int64_t flops = 2 * m * n * k;
   const bool by_rows = m >= n;
   const int64_t extent = by_rows ? m : n;
+  const int64_t threads = get_num_threads();
   int64_t blocks = 1;
-  if (count < kMaxBlocks) {
-    blocks = std::min({kMaxBlocks, std::max<int64_t>(1, flops / kFlopsPerBlock),
-                       std::max<int64_t>(1, extent / kMinBlockExtent)});
+  if (count < threads && flops >= kMinFlopsToSplit)
+    blocks = std::min(threads, (extent + kBlockAlign - 1) / kBlockAlign);
+  auto cut = [&](int64_t blk) {
+    return std::min(extent, (extent * blk / blocks + kBlockAlign / 2) / kBlockAlign * kBlockAlign);
+  };
+  // (The choice depends on the shape only, never on the thread count.)
+  if (count == 1 && extent < 2 * kBlockAlign && k >= 2 * kSplitK && flops >= kMinFlopsToSplit) {
+    split_k_gemm<T>(a, b, c);
+    return;
   }
   const int64_t task_flops = std::max<int64_t>(1, flops / blocks);
-  parallel_for(0, count * blocks, std::max<int64_t>(1, kFlopsPerBlock / task_flops),
+  parallel_for(0, count * blocks, std::max<int64_t>(1, kMinFlopsToSplit / task_flops),
                [&](int64_t lo, int64_t hi) {
                  for (int64_t t = lo; t < hi; ++t) {
                    int64_t i = t / blocks, blk = t % blocks;
-                   product(i, extent * blk / blocks, extent * (blk + 1) / blocks, by_rows);
+                   if (blk == blocks - 1)
+                     product(i, cut(blk), extent, by_rows);
+                   else
+                     product(i, cut(blk), cut(blk + 1), by_rows);
                  }
                });
 }
