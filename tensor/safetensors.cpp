@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "tensor/atomic_file.h"
 #include "tensor/kernels/kernels.h"
 
 namespace spear {
@@ -57,26 +58,6 @@ bool parse_dtype_tag(const std::string& tag, DType& out) {
 
 // ---- Writing ----
 
-// Runs write(out) on a temporary file next to `path`, then renames it over `path`. rename()
-// replaces the old file in one step, so a crash or error never leaves a half-written `path`.
-template <typename WriteFn>
-void write_atomically(const std::string& path, WriteFn write) {
-  const std::string tmp = str_cat(path, ".tmp.", getpid());
-  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-  SPEAR_CHECK_T(IOError, out.is_open(), "save_safetensors: ", path, ": cannot create ", tmp, ": ",
-                std::strerror(errno));
-  try {
-    write(out);
-    out.close();  // flushes; a full disk shows up here
-    SPEAR_CHECK_T(IOError, !out.fail(), "save_safetensors: ", path, ": writing ", tmp, " failed");
-    SPEAR_CHECK_T(IOError, std::rename(tmp.c_str(), path.c_str()) == 0, "save_safetensors: ", path,
-                  ": cannot rename ", tmp, " to it: ", std::strerror(errno));
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
-  }
-}
-
 }  // namespace
 
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
@@ -115,7 +96,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   unsigned char length[8];
   for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(text.size() >> (8 * i));
 
-  write_atomically(path, [&](std::ofstream& out) {
+  write_file_atomically("save_safetensors", path, [&](std::ostream& out) {
     out.write(reinterpret_cast<const char*>(length), 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const Tensor& blob : blobs)

@@ -95,6 +95,16 @@ Tensor& Tensor::copy_(const Tensor& src) {
   return *this;
 }
 
+void Tensor::set_data(const Tensor& src) {
+  TensorImpl& dst = impl();
+  const TensorImpl& from = src.impl();
+  dst.storage = from.storage;
+  dst.shape = from.shape;
+  dst.strides = from.strides;
+  dst.offset = from.offset;
+  dst.dtype = from.dtype;
+}
+
 #define SPEAR_INSTANTIATE(T)                            \
   template T* Tensor::data_ptr<T>() const;              \
   template std::vector<T> Tensor::to_vector<T>() const; \

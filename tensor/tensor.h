@@ -74,6 +74,9 @@ class Tensor {
   Tensor& fill_(double value);
   Tensor& zero_() { return fill_(0.0); }
   Tensor& copy_(const Tensor& src);  // src broadcasts to this shape; dtype converts
+  // Makes this tensor show src's data (storage, shape, strides, dtype), keeping its autograd
+  // state. Every handle to this tensor sees the change (how a module converts its parameters).
+  void set_data(const Tensor& src);
 
   // ---- The public op API as methods (defined in autograd/ops.cpp) ----
   Tensor clone() const;
