@@ -130,4 +130,10 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullpt
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,
                      double label_smoothing = 0.0);
 
+// q, k: (B, N, H, F) non-negative features, v: (B, N, H, M) -> (B, N, H, M):
+// y_i = q_i^T (sum_j k_j v_j^T) / (q_i . sum_j k_j + eps), over all j, or j <= i when causal.
+// Fused: memory O(N (F + M)) per (batch, head) forward and backward, even when causal.
+Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                        double eps = 1e-6);
+
 }  // namespace spear

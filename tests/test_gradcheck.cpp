@@ -282,7 +282,13 @@ const std::vector<Row>& table() {
       {"masked_fill",
        {leaf({3, 4}), index_input({1, 0, 0, 1}, {1, 4})},
        [](const V& in) { return masked_fill(in[0], in[1], -2.5); }},
-      // ---- fused layers ----
+      // ---- fused layers (non-negative features for linear attention, as a feature map gives) ----
+      {"linear_attention",
+       {positive_leaf({2, 5, 2, 3}), positive_leaf({2, 5, 2, 3}), leaf({2, 5, 2, 4})},
+       [](const V& in) { return linear_attention(in[0], in[1], in[2], false); }},
+      {"linear_attention",
+       {positive_leaf({1, 6, 2, 3}), positive_leaf({1, 6, 2, 3}), leaf({1, 6, 2, 2})},
+       [](const V& in) { return linear_attention(in[0], in[1], in[2], true); }},
       {"layer_norm",
        {leaf({3, 5}), leaf({5}), leaf({5})},
        [](const V& in) { return layer_norm(in[0], in[1], in[2]); }},

@@ -126,6 +126,15 @@ Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Ten
 // out[i][index[i][j][k]][k] += src[i][j][k].
 Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src);
 
+// ---- linear_attention.cpp ----
+// q, k: (B, N, H, F) non-negative features, v: (B, N, H, M) -> y: (B, N, H, M) with
+// y_i = q_i^T (sum_j k_j v_j^T) / (q_i . sum_j k_j + eps), sums over every j, or over j <= i when
+// causal. Memory O(N (F + M)) per (batch, head), forward and backward.
+Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double eps);
+// -> {dq, dk, dv} for an output gradient `grad` (B, N, H, M).
+std::vector<Tensor> linear_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
+                                              const Tensor& grad, bool causal, double eps);
+
 // ---- join.cpp ----
 // Tensors that agree except along dim -> concatenated along dim.
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim);

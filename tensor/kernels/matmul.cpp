@@ -7,11 +7,10 @@
 // are slower than a few. Each output element is computed with the same register tile and K loop
 // as in one whole call, so the result is bit-identical for any number of threads (the tests
 // check it). Under `blas`, one multi-threaded call per product.
-#include <cblas.h>
-
 #include <algorithm>
 #include <vector>
 
+#include "tensor/kernels/blas.h"
 #include "tensor/kernels/kernels.h"
 #include "tensor/parallel.h"
 
@@ -43,16 +42,6 @@ GemmOperand as_gemm_operand(const Tensor& x) {
   if ((rs == 1 || rows == 1) && cs >= std::max<int64_t>(rows, 1)) return {x, true, cs};
   Tensor c = clone(x);
   return {c, false, std::max<int64_t>(cols, 1)};
-}
-
-template <typename T>
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
-          int64_t ldb, T* c, int64_t ldc) {
-  auto trans = [](bool t) { return t ? CblasTrans : CblasNoTrans; };
-  if constexpr (std::is_same_v<T, float>)
-    cblas_sgemm(CblasRowMajor, trans(ta), trans(tb), m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
-  else
-    cblas_dgemm(CblasRowMajor, trans(ta), trans(tb), m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
 }
 
 // Row i of a matrix operand starts at i * (transposed ? 1 : ld); column j at j * (transposed ? ld :
@@ -87,8 +76,8 @@ void split_k_gemm(const GemmOperand& a, const GemmOperand& b, Tensor& c) {
   parallel_for(0, chunks, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t ch = lo; ch < hi; ++ch) {
       const int64_t k0 = ch * kSplitK, kn = std::min(kSplitK, k - k0);
-      gemm<T>(a.transposed, b.transposed, m, n, kn, pa + k0 * col_step(a), a.ld,
-              pb + k0 * row_step(b), b.ld, partial.data() + ch * m * n, n);
+      gemm<T>(a.transposed, b.transposed, m, n, kn, T(1), pa + k0 * col_step(a), a.ld,
+              pb + k0 * row_step(b), b.ld, T(0), partial.data() + ch * m * n, n);
     }
   });
   T* pc = c.data_ptr<T>();
@@ -117,11 +106,11 @@ void batched_gemm(const GemmOperand& a, const GemmOperand& b, Tensor& c, const S
     const T* bi = pb + batch_offset(i, batch, sb);
     T* ci = pc + i * m * n;
     if (by_rows)
-      gemm<T>(a.transposed, b.transposed, hi - lo, n, k, ai + lo * row_step(a), a.ld, bi, b.ld,
-              ci + lo * n, n);
+      gemm<T>(a.transposed, b.transposed, hi - lo, n, k, T(1), ai + lo * row_step(a), a.ld, bi,
+              b.ld, T(0), ci + lo * n, n);
     else
-      gemm<T>(a.transposed, b.transposed, m, hi - lo, k, ai, a.ld, bi + lo * col_step(b), b.ld,
-              ci + lo, n);
+      gemm<T>(a.transposed, b.transposed, m, hi - lo, k, T(1), ai, a.ld, bi + lo * col_step(b),
+              b.ld, T(0), ci + lo, n);
   };
   if (get_gemm_policy() == GemmPolicy::blas) {
     for (int64_t i = 0; i < count; ++i) product(i, 0, m, true);
