@@ -1,6 +1,6 @@
 // Optimisers, learning-rate schedules and gradient clipping, with PyTorch's semantics.
 //
-//   auto opt = AdamW(param_groups(model, /*weight_decay=*/0.01), {.lr = 1e-3});
+//   auto opt = AdamW(param_groups(model, /*weight_decay=*/0.01), AdamOptions{1e-3});
 //   for (...) {
 //     opt.zero_grad();
 //     loss.backward();
@@ -47,7 +47,8 @@ class Optimizer {
 
  protected:
   // The slot tensor `slot` of parameter `name` (zeros shaped like it, created on first use).
-  Tensor& slot(const std::string& name, const std::string& slot, const Tensor& like);
+  // Returned as a handle, not a reference: creating the next slot may move the entries of state_.
+  Tensor slot(const std::string& name, const std::string& slot, const Tensor& like);
   double lr_ = 1e-3;
   int64_t steps_ = 0;
   std::vector<ParamGroup> groups_;

@@ -167,8 +167,10 @@ TEST_CASE("gradcheck passes a right gradient and reports a wrong one") {
   auto right = gradcheck([](const std::vector<Tensor>& in) { return sin(in[0]); }, {x});
   CHECK(right.ok);
   CHECK(right.report.empty());
+  GradcheckOptions options;
+  options.name = "wrong_sin";
   auto wrong = gradcheck([](const std::vector<Tensor>& in) { return WrongSinFn::apply(in[0]); },
-                         {x}, {.name = "wrong_sin"});
+                         {x}, options);
   CHECK(!wrong.ok);
   CHECK(wrong.report.rfind("wrong_sin: input 0 element 0: analytic", 0) == 0);
   CHECK_THROWS_AS(

@@ -1,32 +1,17 @@
-// The fused linear-attention op against (1) a composition of differentiable ops, forward and
-// gradients, and (2) an explicit O(N^2) masked computation in double precision.
+// The fused linear-attention op against (1) its composed oracle (nn::linear_attention_composed),
+// forward and gradients, and (2) an explicit O(N^2) masked computation in double precision.
 #include <doctest/doctest.h>
 
 #include <cmath>
 
 #include <spear.h>
 
+#include "nn/linear_attention.h"
 #include "tensor/kernels/kernels.h"
 
 using namespace spear;
 
 namespace {
-
-// The composed oracle: the same formula from matmul, cumsum and division. Causal keeps a
-// (B, N, H, F, M) prefix state, which the fused op never builds.
-Tensor composed(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double eps) {
-  if (!causal) {
-    Tensor qh = q.permute({0, 2, 1, 3}), kh = k.permute({0, 2, 1, 3}), vh = v.permute({0, 2, 1, 3});
-    Tensor kv = matmul(kh.transpose(-1, -2), vh);                         // (B, H, F, M)
-    Tensor num = matmul(qh, kv);                                          // (B, H, N, M)
-    Tensor den = matmul(qh, sum(kh, {2}, true).transpose(-1, -2)) + eps;  // (B, H, N, 1)
-    return (num / den).permute({0, 2, 1, 3});
-  }
-  Tensor state = cumsum(k.unsqueeze(-1) * v.unsqueeze(-2), 1);  // (B, N, H, F, M)
-  Tensor num = sum(q.unsqueeze(-1) * state, {-2});              // (B, N, H, M)
-  Tensor den = sum(q * cumsum(k, 1), {-1}, true) + eps;         // (B, N, H, 1)
-  return num / den;
-}
 
 // y[b, i, h] = sum_{j (<= i)} (q_i . k_j) v_j / (sum_{j (<= i)} q_i . k_j + eps), in double.
 std::vector<double> explicit_attention(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -90,7 +75,7 @@ void check_fused_equals_composed(DType dtype, double tol, bool causal, int64_t n
   q.zero_grad();
   k.zero_grad();
   v.zero_grad();
-  Tensor ref = composed(q, k, v, causal, 1e-6);
+  Tensor ref = nn::linear_attention_composed(q, k, v, causal, 1e-6);
   ref.backward(g);
   CHECK(relative_to_max(fused.to_vector<double>(), ref.to_vector<double>()) < tol);
   std::vector<Tensor> ref_grads = {q.grad(), k.grad(), v.grad()};
