@@ -26,4 +26,13 @@ class Storage {
   uint64_t version_ = 0;
 };
 
+// Bytes held by all live Storages, and the most held at once since the last reset: what
+// benchmarks report as a layer's memory (tensor data only; not the allocator's own overhead).
+struct MemoryStats {
+  int64_t current_bytes = 0;
+  int64_t peak_bytes = 0;
+};
+MemoryStats memory_stats();
+void reset_peak_memory();  // peak := current
+
 }  // namespace spear

@@ -135,3 +135,18 @@ TEST_CASE("printing shows values, shape and dtype, eliding big tensors") {
   empty << zeros({0, 3});
   CHECK(empty.str() == "tensor([], shape=[0, 3], dtype=f32)");
 }
+
+TEST_CASE("memory stats count live tensor bytes and their peak") {
+  MemoryStats before = memory_stats();
+  reset_peak_memory();
+  {
+    Tensor a = empty({1024, 256});  // 1 MiB of f32
+    CHECK(memory_stats().current_bytes == before.current_bytes + (1 << 20));
+    Tensor b = empty({512}, f64);
+    CHECK(memory_stats().peak_bytes == before.current_bytes + (1 << 20) + 4096);
+  }
+  CHECK(memory_stats().current_bytes == before.current_bytes);
+  CHECK(memory_stats().peak_bytes == before.current_bytes + (1 << 20) + 4096);
+  reset_peak_memory();
+  CHECK(memory_stats().peak_bytes == before.current_bytes);
+}
