@@ -54,6 +54,20 @@ Tensor SoftmaxAttention::forward(const Tensor& q, const Tensor& k, const Tensor&
   return matmul(weights, vh).permute({0, 2, 1, 3});  // (B,N,H,M)
 }
 
+// q, k: (B,1,H,D), v: (B,1,H,M), state {K: (B,T,H,D), V: (B,T,H,M)} -> (B,1,H,M)
+Tensor SoftmaxAttention::forward_step(const Tensor& q, const Tensor& k, const Tensor& v,
+                                      DecodeState& state) const {
+  if (state.tensors.empty()) {
+    state.tensors = {k, v};
+  } else {
+    state.tensors = {cat({state.tensors[0], k}, 1), cat({state.tensors[1], v}, 1)};
+  }
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  Tensor scores = matmul(q.permute({0, 2, 1, 3}), state.tensors[0].permute({0, 2, 3, 1})) * scale;
+  Tensor weights = softmax(scores, -1);  // (B,H,1,T)
+  return matmul(weights, state.tensors[1].permute({0, 2, 1, 3})).permute({0, 2, 1, 3});
+}
+
 RotaryEncoding::RotaryEncoding(double base) : QKEncoding("RotaryEncoding"), base_(base) {
   SPEAR_CHECK_T(ConfigError, base > 0.0, "RotaryEncoding: base must be positive, got ", base);
 }
@@ -127,6 +141,20 @@ Tensor MultiheadAttention::forward(const Tensor& x, const Tensor& key_padding_ma
   if (qk_encoding) std::tie(q, k) = qk_encoding->forward(q, k, offset);  // (B,N,H,R)
   Tensor out = kernel->forward(q, k, v, key_padding_mask, causal);       // (B,N,H,D)
   return out_proj->forward(out.reshape({B, N, dim_}));
+}
+
+// x: (B,1,C) -> (B,1,C)
+Tensor MultiheadAttention::forward_step(const Tensor& x, DecodeState& state, int64_t offset) const {
+  SPEAR_CHECK_SHAPE(x.dim() == 3 && x.size(1) == 1 && x.size(2) == dim_,
+                    "multihead_attention step: expected x (B, 1, ", dim_, "), got ", x.shape());
+  const int64_t B = x.size(0), D = dim_ / heads_;
+  auto split_heads = [&](const Tensor& t) { return t.reshape({B, 1, heads_, D}); };
+  Tensor q = split_heads(q_proj->forward(x));
+  Tensor k = split_heads(k_proj->forward(x));
+  Tensor v = split_heads(v_proj->forward(x));
+  if (qk_encoding) std::tie(q, k) = qk_encoding->forward(q, k, offset);
+  Tensor out = kernel->forward_step(q, k, v, state);  // (B,1,H,D)
+  return out_proj->forward(out.reshape({B, 1, dim_}));
 }
 
 std::string MultiheadAttention::extra_repr() const {

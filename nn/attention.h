@@ -11,11 +11,19 @@
 #pragma once
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "nn/layers.h"
 #include "nn/module.h"
 
 namespace spear::nn {
+
+// What one attention layer carries from one decoded token to the next: empty at the start of a
+// sequence, then whatever its kernel keeps (softmax attention: the keys and values so far, O(N);
+// linear attention: its running sums, O(1) in the sequence length).
+struct DecodeState {
+  std::vector<Tensor> tensors;
+};
 
 class AttentionKernel : public Module {
  public:
@@ -24,6 +32,11 @@ class AttentionKernel : public Module {
   // padded keys (which then get no weight), or undefined. `causal`: position i sees j <= i only.
   virtual Tensor forward(const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& key_padding_mask, bool causal) const = 0;
+  // One more position of a causal sequence: q, k: (B, 1, H, D), v: (B, 1, H, M) ->
+  // (B, 1, H, M), attending to every earlier position through `state`, which it updates.
+  // Decoding a sequence step by step gives forward(..., causal = true) position by position.
+  virtual Tensor forward_step(const Tensor& q, const Tensor& k, const Tensor& v,
+                              DecodeState& state) const = 0;
 };
 
 // softmax(q k^T / sqrt(D)) v, composed from differentiable ops (O(N^2) time and memory).
@@ -32,6 +45,9 @@ class SoftmaxAttention : public AttentionKernel {
   SoftmaxAttention() : AttentionKernel("SoftmaxAttention") {}
   Tensor forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_padding_mask,
                  bool causal) const override;
+  // Keeps the keys and values so far in state: {K: (B, T, H, D), V: (B, T, H, M)}.
+  Tensor forward_step(const Tensor& q, const Tensor& k, const Tensor& v,
+                      DecodeState& state) const override;
 };
 
 class QKEncoding : public Module {
@@ -50,7 +66,8 @@ class QKEncoding : public Module {
 class RotaryEncoding : public QKEncoding {
  public:
   explicit RotaryEncoding(double base = 10000.0);
-  std::pair<Tensor, Tensor> forward(const Tensor& q, const Tensor& k, int64_t offset) const override;
+  std::pair<Tensor, Tensor> forward(const Tensor& q, const Tensor& k,
+                                    int64_t offset) const override;
 
  protected:
   std::string extra_repr() const override;
@@ -69,6 +86,8 @@ class MultiheadAttention : public Module {
   // offset: the absolute position of x's first token (for encodings during generation).
   Tensor forward(const Tensor& x, const Tensor& key_padding_mask = Tensor(), bool causal = false,
                  int64_t offset = 0) const;
+  // x: (B, 1, C), the token at position `offset` of a causal sequence -> (B, 1, C).
+  Tensor forward_step(const Tensor& x, DecodeState& state, int64_t offset) const;
   std::shared_ptr<Linear> q_proj, k_proj, v_proj, out_proj;
   std::shared_ptr<AttentionKernel> kernel;
   std::shared_ptr<QKEncoding> qk_encoding;  // null: no positional information added here

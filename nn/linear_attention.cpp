@@ -128,6 +128,22 @@ Tensor LinearAttention::forward(const Tensor& q, const Tensor& k, const Tensor& 
                 : linear_attention_composed(phi_q, phi_k, v, causal, eps_);
 }
 
+// q, k: (B,1,H,D), v: (B,1,H,M), state {S: (B,H,F,M), z: (B,H,F)} -> (B,1,H,M)
+Tensor LinearAttention::forward_step(const Tensor& q, const Tensor& k, const Tensor& v,
+                                     DecodeState& state) const {
+  Tensor phi_q = feature_map->forward(q, true).squeeze(1);   // (B,H,F)
+  Tensor phi_k = feature_map->forward(k, false).squeeze(1);  // (B,H,F)
+  Tensor vt = v.squeeze(1);                                  // (B,H,M)
+  Tensor outer = phi_k.unsqueeze(-1) * vt.unsqueeze(-2);     // (B,H,F,M)
+  if (state.tensors.empty())
+    state.tensors = {outer, phi_k};
+  else
+    state.tensors = {state.tensors[0] + outer, state.tensors[1] + phi_k};
+  Tensor num = matmul(phi_q.unsqueeze(-2), state.tensors[0]).squeeze(-2);  // (B,H,M)
+  Tensor den = sum(phi_q * state.tensors[1], {-1}, true) + eps_;           // (B,H,1)
+  return (num / den).unsqueeze(1);
+}
+
 std::string LinearAttention::extra_repr() const {
   return str_cat("eps=", eps_, fused_ ? ", fused" : ", composed");
 }

@@ -87,6 +87,11 @@ class LinearAttention : public AttentionKernel {
                            bool fused = true);
   Tensor forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_padding_mask,
                  bool causal) const override;
+  // The recurrent form: state {S: (B, H, F, M), z: (B, H, F)}, the sums of phi(k) v^T and phi(k)
+  // so far; each step adds one position and reads y = phi(q) S / (phi(q) . z + eps). O(1) time
+  // and memory per token. FAVOR+ never redraws here (a sequence keeps one W).
+  Tensor forward_step(const Tensor& q, const Tensor& k, const Tensor& v,
+                      DecodeState& state) const override;
   std::shared_ptr<FeatureMap> feature_map;
 
  protected:

@@ -1,5 +1,6 @@
 #include "nn/transformer.h"
 
+#include "autograd/grad_mode.h"
 #include "nn/init.h"
 
 namespace spear::nn {
@@ -24,6 +25,11 @@ TransformerBlock::TransformerBlock(const TransformerConfig& config,
 Tensor TransformerBlock::forward(const Tensor& x, const Tensor& key_padding_mask, bool causal,
                                  int64_t offset) const {
   Tensor h = x + drop->forward(attn->forward(ln1->forward(x), key_padding_mask, causal, offset));
+  return h + drop->forward(ffn->forward(ln2->forward(h)));
+}
+
+Tensor TransformerBlock::forward_step(const Tensor& x, DecodeState& state, int64_t offset) const {
+  Tensor h = x + drop->forward(attn->forward_step(ln1->forward(x), state, offset));
   return h + drop->forward(ffn->forward(ln2->forward(h)));
 }
 
@@ -59,6 +65,19 @@ Tensor TransformerTrunk::forward(const Tensor& ids, const Tensor& key_padding_ma
   if (pos) x = pos->forward(x, offset);
   for (size_t i = 0; i < blocks->size(); ++i)
     x = blocks->at<TransformerBlock>(i).forward(x, key_padding_mask, causal, offset);
+  return ln_f->forward(x);
+}
+
+// ids: (B,1) i64 -> (B,1,C)
+Tensor TransformerTrunk::forward_step(const Tensor& ids, std::vector<DecodeState>& states,
+                                      int64_t offset) const {
+  SPEAR_CHECK_SHAPE(ids.dim() == 2 && ids.size(1) == 1,
+                    "transformer step: expected ids (B, 1), got ", ids.shape());
+  states.resize(blocks->size());
+  Tensor x = embed->forward(ids);
+  if (pos) x = pos->forward(x, offset);
+  for (size_t i = 0; i < blocks->size(); ++i)
+    x = blocks->at<TransformerBlock>(i).forward_step(x, states[i], offset);
   return ln_f->forward(x);
 }
 
@@ -115,6 +134,31 @@ CausalLM::CausalLM(const TransformerConfig& config, const TransformerParts& part
 Tensor CausalLM::forward(const Tensor& ids, int64_t offset) const {
   Tensor h = trunk->forward(ids, Tensor(), true, offset);  // (B,N,C)
   return tied_ ? matmul(h, trunk->embed->weight.transpose(0, 1)) : head->forward(h);
+}
+
+Tensor CausalLM::forward_step(const Tensor& ids, std::vector<DecodeState>& states,
+                              int64_t offset) const {
+  Tensor h = trunk->forward_step(ids, states, offset);  // (B,1,C)
+  return tied_ ? matmul(h, trunk->embed->weight.transpose(0, 1)) : head->forward(h);
+}
+
+Tensor CausalLM::generate(const Tensor& prompt, int64_t n, const SamplingOptions& options) const {
+  SPEAR_CHECK_SHAPE(prompt.dim() == 2 && prompt.size(1) >= 1 && prompt.dtype() == i64,
+                    "generate: expected an i64 prompt (B, P) with P >= 1, got ", prompt.shape(),
+                    " ", prompt.dtype());
+  SPEAR_CHECK_T(ConfigError, n >= 0, "generate: n must be >= 0, got ", n);
+  NoGradGuard no_grad;
+  Generator gen(options.seed);
+  std::vector<DecodeState> states;
+  std::vector<Tensor> tokens;
+  const int64_t P = prompt.size(1);
+  for (int64_t t = 0; t < P; ++t) tokens.push_back(prompt.narrow(1, t, 1));
+  Tensor logits;
+  for (int64_t t = 0; t + 1 < P + n; ++t) {
+    logits = forward_step(tokens[t], states, t);  // (B,1,vocab)
+    if (t + 1 >= P) tokens.push_back(sample_tokens(logits.squeeze(1), options, gen).unsqueeze(1));
+  }
+  return cat(tokens, 1);
 }
 
 }  // namespace spear::nn

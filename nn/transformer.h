@@ -12,10 +12,12 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "nn/attention.h"
 #include "nn/layers.h"
 #include "nn/positional.h"
+#include "nn/sampling.h"
 
 namespace spear::nn {
 
@@ -44,6 +46,8 @@ class TransformerBlock : public Module {
   // x: (B, N, C) -> (B, N, C)
   Tensor forward(const Tensor& x, const Tensor& key_padding_mask = Tensor(), bool causal = false,
                  int64_t offset = 0) const;
+  // x: (B, 1, C) at position `offset` of a causal sequence -> (B, 1, C).
+  Tensor forward_step(const Tensor& x, DecodeState& state, int64_t offset) const;
   std::shared_ptr<LayerNorm> ln1, ln2;
   std::shared_ptr<MultiheadAttention> attn;
   std::shared_ptr<FeedForward> ffn;
@@ -58,6 +62,8 @@ class TransformerTrunk : public Module {
   // ids: (B, N) i64 -> (B, N, C), after the final layer norm.
   Tensor forward(const Tensor& ids, const Tensor& key_padding_mask, bool causal,
                  int64_t offset = 0) const;
+  // ids: (B, 1) at position `offset` -> (B, 1, C); `states` holds one DecodeState per block.
+  Tensor forward_step(const Tensor& ids, std::vector<DecodeState>& states, int64_t offset) const;
   std::shared_ptr<Embedding> embed;
   std::shared_ptr<PositionalEncoding> pos;  // null: none
   std::shared_ptr<ModuleList> blocks;
@@ -87,6 +93,13 @@ class CausalLM : public Module {
            bool tie_embeddings = false, Generator* gen = nullptr);
   // ids: (B, N) i64 -> logits (B, N, vocab); position i depends on ids[:, :i+1] only.
   Tensor forward(const Tensor& ids, int64_t offset = 0) const;
+  // One position at a time: ids (B, 1) at position `offset` -> logits (B, 1, vocab). `states`
+  // starts empty and carries the earlier positions; steps 0..N-1 give forward() of the whole
+  // sequence. With linear attention each step costs O(1) in the sequence length.
+  Tensor forward_step(const Tensor& ids, std::vector<DecodeState>& states, int64_t offset) const;
+  // prompt: (B, P) i64, P >= 1 -> (B, P + n): the prompt then n sampled tokens. Runs without
+  // recording gradients; call eval() first so dropout is off.
+  Tensor generate(const Tensor& prompt, int64_t n, const SamplingOptions& options = {}) const;
   std::shared_ptr<TransformerTrunk> trunk;
   std::shared_ptr<Linear> head;  // null when tied: the logits use trunk->embed->weight
 
