@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """Side-by-side timings of spear and PyTorch on this machine, in one run, at one thread count.
 
-  /usr/bin/python3 bench/compare_torch.py ops [--threads N] [--spear-bench PATH]
+  /usr/bin/python3 bench/compare_torch.py ops|attention [--threads N] [--spear-bench PATH]
 
 `ops`: the per-op cost of recording the autograd graph on 8x8 f32 tensors (the same ops as
-`spear-bench ops`): forward without grad, forward with grad, forward + backward. Prints one JSON
-object per op with both frameworks' microseconds and the torch/spear ratios (> 1: spear faster).
-Needs Debian's python3-torch.
+`spear-bench ops`): forward without grad, forward with grad, forward + backward.
+`attention`: forward + backward of the attention kernel alone (batch 8, 4 heads, width 32) vs N,
+the same rows as `spear-bench attention`; PyTorch runs softmax attention and linear attention
+written the usual way (einsum; causal as a cumsum of outer products), each (kind, N) in a fresh
+process so its peak RSS growth can be measured. spear reports its peak live tensor bytes.
+Prints one JSON object per row with both frameworks' numbers and the torch/spear ratios
+(> 1: spear faster or smaller). Needs Debian's python3-torch.
 """
 import argparse
 import json
 import os
+import resource
 import subprocess
+import sys
 import time
 
 import torch
@@ -58,14 +64,97 @@ def torch_ops():
     return rows
 
 
+def torch_cap(kind, causal):
+    """The largest N PyTorch runs: its causal linear attention keeps a (B, N, H, F, M) tensor and
+    its softmax an (N, N) one per head; FAVOR+ has no PyTorch counterpart here."""
+    if kind == "favor":
+        return 0
+    if kind == "softmax" or causal:
+        return 4096
+    return 16384
+
+
+def torch_attention_step(kind, causal, n, threads):
+    """Runs in a child process: ms and peak RSS growth (MiB) of one forward + backward."""
+    torch.set_num_threads(threads)
+    B, H, D = 8, 4, 32
+    q = (torch.randn(B, n, H, D) * 0.3).requires_grad_()
+    k = (torch.randn(B, n, H, D) * 0.3).requires_grad_()
+    v = torch.randn(B, n, H, D, requires_grad=True)
+    g = torch.randn(B, n, H, D)
+
+    def softmax_attention():
+        s = torch.einsum("bnhd,bmhd->bhnm", q, k) / D**0.5
+        if causal:
+            s = s.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+        return torch.einsum("bhnm,bmhd->bnhd", torch.softmax(s, -1), v)
+
+    def linear_attention():
+        fq, fk = torch.nn.functional.elu(q) + 1, torch.nn.functional.elu(k) + 1
+        if causal:
+            kv = torch.cumsum(torch.einsum("bnhf,bnhm->bnhfm", fk, v), dim=1)
+            num = torch.einsum("bnhf,bnhfm->bnhm", fq, kv)
+            den = torch.einsum("bnhf,bnhf->bnh", fq, torch.cumsum(fk, dim=1))
+        else:
+            kv = torch.einsum("bnhf,bnhm->bhfm", fk, v)
+            num = torch.einsum("bnhf,bhfm->bnhm", fq, kv)
+            den = torch.einsum("bnhf,bhf->bnh", fq, fk.sum(1))
+        return num / (den[..., None] + 1e-6)
+
+    forward = softmax_attention if kind == "softmax" else linear_attention
+
+    def step():
+        forward().backward(g)
+        q.grad = k.grad = v.grad = None
+
+    with open("/proc/self/statm") as f:
+        before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    seconds = min(timed(step) for _ in range(3))
+    return {"ms": seconds * 1e3, "peak_mib": max(peak - before, 0) / 2**20}
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def compare_attention(args):
+    out = subprocess.run([args.spear_bench, "attention", "--json", "--threads", str(args.threads)],
+                         check=True, capture_output=True, text=True).stdout
+    for spear_row in map(json.loads, out.splitlines()):
+        kind, causal, n = spear_row["kind"], spear_row["causal"], spear_row["n"]
+        torch_kind = "linear" if kind == "linear_composed" else kind
+        row = {"kind": kind, "causal": causal, "n": n, "threads": args.threads,
+               "spear_ms": spear_row["ms"], "spear_peak_mib": spear_row["peak_mib"]}
+        if n <= torch_cap(kind, causal):
+            child = subprocess.run(
+                [sys.executable, __file__, "_torch_attention", torch_kind, str(int(causal)), str(n),
+                 str(args.threads)], check=True, capture_output=True, text=True).stdout
+            t = json.loads(child)
+            row.update({"torch_ms": round(t["ms"], 2), "torch_peak_mib": round(t["peak_mib"], 1),
+                        "ratio_time": round(t["ms"] / spear_row["ms"], 2),
+                        "ratio_memory": round(t["peak_mib"] / max(spear_row["peak_mib"], 1e-9), 2)})
+        print(json.dumps(row), flush=True)
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "_torch_attention":
+        kind, causal, n, threads = sys.argv[2], bool(int(sys.argv[3])), int(sys.argv[4]), int(sys.argv[5])
+        print(json.dumps(torch_attention_step(kind, causal, n, threads)))
+        return
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["ops"])
+    parser.add_argument("what", choices=["ops", "attention"])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--spear-bench", default=os.path.join(here, "..", "build", "bin", "spear-bench"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.what == "attention":
+        compare_attention(args)
+        return
     out = subprocess.run([args.spear_bench, "ops", "--json", "--threads", str(args.threads)],
                          check=True, capture_output=True, text=True).stdout
     spear_rows = {r["op"]: r for r in map(json.loads, out.splitlines())}

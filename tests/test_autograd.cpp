@@ -50,7 +50,7 @@ TEST_CASE("broadcast gradients are summed back to each input's shape") {
   CHECK(b.grad().to_vector<double>() == std::vector<double>{6, 6, 6, 6});
 }
 
-TEST_CASE("leaves accumulate until zero_grad; retain_graph allows a second backward") {
+TEST_CASE("leaves accumulate until zero_grad, and retain_graph allows a second backward") {
   Tensor x = values({1, 2}).requires_grad_();
   Tensor y = (x * x).sum();
   y.backward(Tensor(), /*retain_graph=*/true);

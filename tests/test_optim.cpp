@@ -215,7 +215,7 @@ TEST_CASE("param_groups puts 2+-d weights in the decayed group and skips frozen 
   CHECK(groups[1].lr_scale == 1.0);
 }
 
-TEST_CASE("step skips parameters without a gradient; zero_grad drops the gradients") {
+TEST_CASE("step skips parameters without a gradient, and zero_grad drops the gradients") {
   for (DType dtype : {f32, f64}) {
     CAPTURE(dtype);
     NamedTensors p = small_params(dtype);
@@ -240,7 +240,7 @@ TEST_CASE("step skips parameters without a gradient; zero_grad drops the gradien
   }
 }
 
-TEST_CASE("SGD without momentum keeps no state; its update is p -= lr * (g + wd * p)") {
+TEST_CASE("SGD without momentum keeps no state, and its update is p -= lr * (g + wd * p)") {
   Tensor w = tensor(std::vector<double>{1.0, -2.0}).requires_grad_();
   SGD opt({{{{"w", w}}, 0.5, 2.0}}, {0.1});
   w.set_grad(tensor(std::vector<double>{0.25, 1.0}));

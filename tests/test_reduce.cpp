@@ -130,7 +130,7 @@ TEST_CASE("reductions, softmax and cumsum match numpy on contiguous and strided 
   CHECK(checked > 900);  // the fixture was found and read in full
 }
 
-TEST_CASE("argmax and argmin return the first extreme; NaN propagates") {
+TEST_CASE("argmax and argmin return the first extreme, and NaN propagates") {
   Tensor t = tensor({1, 3, 3, 2, -1, -1});
   CHECK(kernels::argmax(t, 0).item<int64_t>() == 1);
   CHECK(kernels::argmin(t, 0).item<int64_t>() == 4);

@@ -1,0 +1,36 @@
+// The command line of spear-train (DESIGN §6):
+//
+//   spear-train --config FILE.json [--out DIR] [--steps N] [--threads N] [--seed S]
+//               [--resume DIR] [--set key.path=value ...]
+//
+// --steps, --threads and --seed are shorthands for --set train.steps=N etc.; overrides apply in
+// command-line order, after the config file.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "examples/train/config.h"
+#include "examples/train/trainer.h"
+
+namespace spear::train {
+
+struct CommandLine {
+  std::string config_path;  // --config (empty: none)
+  std::string out_dir;      // --out (empty: none)
+  std::string resume_dir;   // --resume (empty: a new run)
+  std::vector<Override> overrides;
+  bool help = false;
+};
+
+// argv without the program name. Throws ConfigError on an unknown flag, a missing value, or a
+// malformed --set.
+CommandLine parse_command_line(const std::vector<std::string>& args);
+
+// What to train: the config file (or, when resuming without one, the run's config.json) with the
+// overrides, resolved; the run directory (--resume DIR, else --out, else runs/<config name>).
+TrainOptions train_options(const CommandLine& cli);
+
+// The --help text: every flag with its default, then every config key with its default.
+std::string usage();
+
+}  // namespace spear::train

@@ -1,0 +1,77 @@
+#include "examples/train/model.h"
+
+#include "nn/attention.h"
+#include "nn/positional.h"
+#include "nn/transformer.h"
+
+namespace spear::train {
+namespace {
+
+std::shared_ptr<nn::AttentionKernel> make_attention(const ModelConfig& config) {
+  if (config.attention == "softmax") return std::make_shared<nn::SoftmaxAttention>();
+  throw ConfigError(str_cat("config: model.attention.kind must be one of softmax, got \"",
+                            config.attention, "\""));
+}
+
+// The positional encoding goes in one of two places: added to the embeddings (input_encoding),
+// or applied to the queries and keys of every layer (qk_encoding).
+void add_positional(nn::TransformerParts& parts, const ModelConfig& config, const TaskSpec& task,
+                    Generator* gen) {
+  const std::string& kind = config.positional;
+  if (kind == "none") return;
+  if (kind == "sinusoidal") {
+    parts.input_encoding = std::make_shared<nn::SinusoidalEncoding>(config.dim);
+  } else if (kind == "learned") {
+    const int64_t max_len = config.max_len > 0 ? config.max_len : task.max_input_len;
+    SPEAR_CHECK_T(ConfigError, max_len >= task.max_input_len, "config: model.max_len ", max_len,
+                  " is shorter than the longest input of task ", task.name, " (",
+                  task.max_input_len, ")");
+    parts.input_encoding = std::make_shared<nn::LearnedEncoding>(max_len, config.dim, gen);
+  } else if (kind == "rope") {
+    SPEAR_CHECK_T(ConfigError, (config.dim / config.heads) % 2 == 0,
+                  "config: model.positional rope needs an even head width, but model.dim / "
+                  "model.heads = ",
+                  config.dim, " / ", config.heads, " = ", config.dim / config.heads);
+    parts.qk_encoding = [](int64_t) { return std::make_shared<nn::RotaryEncoding>(); };
+  } else {
+    throw ConfigError(
+        str_cat("config: model.positional must be one of none|sinusoidal|learned|rope, got \"",
+                kind, "\""));
+  }
+}
+
+}  // namespace
+
+Model build_model(const ModelConfig& config, const TaskSpec& task, Generator* gen) {
+  SPEAR_CHECK_T(ConfigError, config.dim % config.heads == 0, "config: model.dim ", config.dim,
+                " must be a multiple of model.heads ", config.heads);
+  nn::TransformerConfig tc;
+  tc.vocab_size = task.vocab_size;
+  tc.dim = config.dim;
+  tc.heads = config.heads;
+  tc.layers = config.layers;
+  tc.ffn_hidden = config.ffn_hidden;
+  tc.dropout = config.dropout;
+  tc.activation = nn::activation_from_name(config.activation);
+
+  nn::TransformerParts parts;
+  parts.attention = [config](int64_t) { return make_attention(config); };
+  add_positional(parts, config, task, gen);
+
+  Model model;
+  if (task.head == Head::language_model) {
+    auto lm = std::make_shared<nn::CausalLM>(tc, parts, config.tie_embeddings, gen);
+    model.forward = [lm](const Batch& b) { return lm->forward(b.inputs); };
+    model.module = lm;
+  } else {
+    auto classifier = std::make_shared<nn::EncoderClassifier>(
+        tc, parts, task.num_classes, nn::pooling_from_name(config.pooling), gen);
+    model.forward = [classifier](const Batch& b) {
+      return classifier->forward(b.inputs, b.padding_mask);
+    };
+    model.module = classifier;
+  }
+  return model;
+}
+
+}  // namespace spear::train
