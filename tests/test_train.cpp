@@ -74,8 +74,8 @@ TEST_CASE("config: errors name the key") {
   CHECK(config_error(none, {"train.lr=fast"}) == "config: train.lr must be a number, got \"fast\"");
   CHECK(config_error(none, {"model.tie_embeddings=1"}) ==
         "config: model.tie_embeddings must be a boolean, got 1");
-  CHECK(config_error(none, {"model.attention.kind=linear"}) ==
-        "config: model.attention.kind must be one of softmax, got \"linear\"");
+  CHECK(config_error(none, {"model.attention.kind=cosine"}) ==
+        "config: model.attention.kind must be one of softmax|linear|favor, got \"cosine\"");
   CHECK(config_error(none, {"model.positional=alibi"}) ==
         "config: model.positional must be one of none|sinusoidal|learned|rope, got \"alibi\"");
   CHECK(config_error(none, {"train.batch_size=0"}) ==
@@ -261,4 +261,30 @@ TEST_CASE("model: PyTorch names, and errors naming the keys of settings that do 
                        "config: model.max_len 4 is shorter than the longest input of task "
                        "reverse (12)",
                        ConfigError);
+}
+
+TEST_CASE("model: linear attention and FAVOR+ come from model.attention") {
+  const Config c = config_from_json(tiny_lm_config());
+  const auto task = make_task(c.task);
+  const Batch batch = task->batch(Split::val, 0, 2);
+  for (const char* kind : {"linear", "favor"}) {
+    CAPTURE(kind);
+    ModelConfig m = c.model;
+    m.attention = kind;
+    m.features = 16;
+    Generator gen(0);
+    const Model model = build_model(m, task->spec(), &gen);
+    CHECK(model.forward(batch).shape() == Shape{2, batch.inputs.size(1), task->spec().vocab_size});
+    // FAVOR+ keeps its random features in the checkpoint; plain linear attention has none.
+    bool has_projection = false;
+    for (const auto& [name, t] : model.module->state_dict())
+      has_projection =
+          has_projection || name == "trunk.blocks.0.attn.kernel.feature_map.projection";
+    CHECK(has_projection == (std::string(kind) == "favor"));
+  }
+  ModelConfig m = c.model;
+  m.attention = "favor";
+  m.redraw = -1;
+  Generator gen(0);
+  CHECK_THROWS_AS(build_model(m, task->spec(), &gen), ConfigError);
 }

@@ -152,7 +152,16 @@ const std::vector<ConfigKey>& config_keys() {
              "positional encoding"),
       integer("model.max_len", 0, 0,
               "positions of the learned encoding (0: the task's longest input)"),
-      choice("model.attention.kind", "softmax", {"softmax"}, "attention kernel"),
+      choice("model.attention.kind", "softmax", {"softmax", "linear", "favor"},
+             "attention kernel: softmax (O(N^2)), linear, or FAVOR+ (Performer)"),
+      choice("model.attention.feature_map", "elu", {"elu", "relu"},
+             "linear only: phi(x) = elu(x) + 1 or relu(x) + 1e-3"),
+      integer("model.attention.features", 0, 0,
+              "favor only: random features per head (0: the head width)"),
+      integer("model.attention.redraw", 1000, 0,
+              "favor only: draw new random features every K training steps (0: never)"),
+      number("model.attention.eps", 1e-6, 0.0, kInf,
+             "linear and favor: added to the attention denominator"),
       choice("model.pooling", "mean", {"mean", "cls"},
              "classifier only: average the positions, or take the first (CLS) token"),
       boolean("model.tie_embeddings", false, "language model only: share the embedding and output"),
@@ -268,6 +277,10 @@ Config config_from_json(const Json& j) {
   m.positional = str("/model/positional");
   m.max_len = i64("/model/max_len");
   m.attention = str("/model/attention/kind");
+  m.feature_map = str("/model/attention/feature_map");
+  m.features = i64("/model/attention/features");
+  m.redraw = i64("/model/attention/redraw");
+  m.attention_eps = f64("/model/attention/eps");
   m.pooling = str("/model/pooling");
   m.tie_embeddings = flag("/model/tie_embeddings");
 

@@ -71,7 +71,10 @@ struct ModelConfig {
   double dropout;
   std::string activation, positional;
   int64_t max_len;
-  std::string attention;  // model.attention.kind
+  std::string attention;    // model.attention.kind
+  std::string feature_map;  // model.attention.feature_map
+  int64_t features, redraw;
+  double attention_eps;
   std::string pooling;
   bool tie_embeddings;
 };

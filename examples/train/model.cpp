@@ -1,16 +1,27 @@
 #include "examples/train/model.h"
 
 #include "nn/attention.h"
+#include "nn/linear_attention.h"
 #include "nn/positional.h"
 #include "nn/transformer.h"
 
 namespace spear::train {
 namespace {
 
-std::shared_ptr<nn::AttentionKernel> make_attention(const ModelConfig& config) {
-  if (config.attention == "softmax") return std::make_shared<nn::SoftmaxAttention>();
-  throw ConfigError(str_cat("config: model.attention.kind must be one of softmax, got \"",
-                            config.attention, "\""));
+// One kernel per layer; FAVOR+ layers draw their features from their own seed.
+std::shared_ptr<nn::AttentionKernel> make_attention(const ModelConfig& config, int64_t layer,
+                                                    uint64_t seed) {
+  const std::string& kind = config.attention;
+  if (kind == "softmax") return std::make_shared<nn::SoftmaxAttention>();
+  const int64_t head_dim = config.dim / config.heads;
+  const std::string map = kind == "favor" ? "favor" : config.feature_map;
+  SPEAR_CHECK_T(ConfigError, kind == "linear" || kind == "favor",
+                "config: model.attention.kind must be one of softmax|linear|favor, got \"", kind,
+                "\"");
+  return std::make_shared<nn::LinearAttention>(
+      nn::make_feature_map(map, head_dim, config.features, config.redraw,
+                           seed + static_cast<uint64_t>(layer)),
+      config.attention_eps);
 }
 
 // The positional encoding goes in one of two places: added to the embeddings (input_encoding),
@@ -55,7 +66,10 @@ Model build_model(const ModelConfig& config, const TaskSpec& task, Generator* ge
   tc.activation = nn::activation_from_name(config.activation);
 
   nn::TransformerParts parts;
-  parts.attention = [config](int64_t) { return make_attention(config); };
+  const uint64_t feature_seed = gen ? gen->seed() ^ 0x5eed0fea7u : 0;
+  parts.attention = [config, feature_seed](int64_t layer) {
+    return make_attention(config, layer, feature_seed);
+  };
   add_positional(parts, config, task, gen);
 
   Model model;
