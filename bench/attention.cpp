@@ -46,6 +46,7 @@ void bench_attention(const Options& opt) {
       {"favor", true, 16384, linear("favor", true)},
   };
   for (const Kind& kind : kinds) {
+    if (!opt.only.empty() && opt.only != kind.name) continue;
     std::shared_ptr<nn::AttentionKernel> kernel = kind.make();
     for (int64_t n = 256; n <= kind.max_n; n *= 2) {
       // Queries and keys of moderate size, as a layer norm and projection give.

@@ -11,6 +11,7 @@ namespace spear::bench {
 
 struct Options {
   bool json = false;
+  std::string only;  // attention: run only this kind (empty: all)
 };
 
 // Best wall time in seconds of fn over repetitions totalling at least `min_total` s (and at least

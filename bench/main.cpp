@@ -13,7 +13,8 @@ namespace {
 
 int usage(int code) {
   (code ? std::cerr : std::cout)
-      << "usage: spear-bench matmul|elementwise|ops|attention [--json] [--threads N]\n"
+      << "usage: spear-bench matmul|elementwise|ops|attention [--json] [--threads N] [--only "
+         "KIND]\n"
          "  matmul       square f32 GEMMs 256..2048 and transformer shapes: spear under both\n"
          "               GEMM policies vs one raw cblas_sgemm call (GFLOP/s)\n"
          "  elementwise  add and gelu bandwidth on 16M floats vs memcpy (GB/s)\n"
@@ -21,7 +22,8 @@ int usage(int code) {
          "  attention    forward + backward time and peak tensor memory vs sequence length for\n"
          "               softmax, linear (fused and composed, causal and not) and FAVOR+\n"
          "  --json       one JSON object per line\n"
-         "  --threads N  threads (default: SPEAR_NUM_THREADS or all cores)\n";
+         "  --threads N  threads (default: SPEAR_NUM_THREADS or all cores)\n"
+         "  --only KIND  attention: only softmax, linear, linear_composed or favor\n";
   return code;
 }
 
@@ -36,6 +38,8 @@ int main(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "--json") {
       opt.json = true;
+    } else if (arg == "--only" && i + 1 < argc) {
+      opt.only = argv[++i];
     } else if (arg == "--threads" && i + 1 < argc) {
       const int threads = std::atoi(argv[++i]);
       if (threads < 1) {

@@ -23,6 +23,7 @@ class Storage {
  private:
   void* data_ = nullptr;
   size_t nbytes_ = 0;
+  size_t capacity_ = 0;  // bytes actually allocated (a size class; see storage.cpp)
   uint64_t version_ = 0;
 };
 
@@ -34,5 +35,7 @@ struct MemoryStats {
 };
 MemoryStats memory_stats();
 void reset_peak_memory();  // peak := current
+// Returns the large blocks kept for reuse (storage.cpp) to the system.
+void empty_cache();
 
 }  // namespace spear

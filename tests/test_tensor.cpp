@@ -150,3 +150,26 @@ TEST_CASE("memory stats count live tensor bytes and their peak") {
   reset_peak_memory();
   CHECK(memory_stats().peak_bytes == before.current_bytes);
 }
+
+TEST_CASE("large freed blocks are reused, and empty_cache gives them back") {
+#if defined(__SANITIZE_ADDRESS__)
+  // The cache is off under AddressSanitizer so that use-after-free is still caught.
+  Tensor a = empty({1 << 20});
+  CHECK(a.numel() == 1 << 20);
+#else
+  empty_cache();
+  const int64_t before = memory_stats().current_bytes;
+  void* first = nullptr;
+  {
+    Tensor a = empty({1 << 20});  // 4 MiB
+    first = a.raw_data();
+  }
+  Tensor b = empty({(1 << 20) - 100});  // the same size class
+  CHECK(b.raw_data() == first);
+  Tensor c = empty({1 << 20});  // b holds the block: a fresh one
+  CHECK(c.raw_data() != first);
+  // Memory statistics count the bytes asked for, not the size class handed out.
+  CHECK(memory_stats().current_bytes == before + ((1 << 20) - 100) * 4 + (1 << 22));
+  empty_cache();
+#endif
+}
