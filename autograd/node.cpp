@@ -9,9 +9,12 @@
 
 namespace spear {
 
-SavedTensor::SavedTensor(const Tensor& t) : data_(t.detach()), version_(t.storage()->version()) {}
+SavedTensor::SavedTensor(const Tensor& t)
+    : data_(t.defined() ? t.detach() : Tensor()),
+      version_(t.defined() ? t.storage()->version() : 0) {}
 
 Tensor SavedTensor::get(const char* op) const {
+  if (!data_.defined()) return data_;  // an optional input that was not given
   SPEAR_CHECK_T(AutogradError, data_.storage()->version() == version_, op,
                 ": a tensor saved for backward was modified in place after it was saved (version ",
                 data_.storage()->version(), ", saved at version ", version_,

@@ -29,6 +29,7 @@ Tensor SoftmaxAttention::forward(const Tensor& q, const Tensor& k, const Tensor&
                     "softmax_attention: key_padding_mask ",
                     key_padding_mask.defined() ? key_padding_mask.shape() : Shape(),
                     " does not match (B, N) = ", mask_shape);
+  if (fused_) return softmax_attention(q, k, v, key_padding_mask, causal);
 
   // Heads move next to the batch so each (b, h) is one matrix product. The scale is 1/sqrt of the
   // width the kernel sees: R, not D, after an encoding that changes it (as SPE's reference does).

@@ -39,15 +39,24 @@ class AttentionKernel : public Module {
                               DecodeState& state) const = 0;
 };
 
-// softmax(q k^T / sqrt(D)) v, composed from differentiable ops (O(N^2) time and memory).
+// softmax(q k^T / sqrt(D)) v: O(N^2) time. Fused (the default): spear::softmax_attention, tiled
+// with a streaming softmax, O(N) memory. Otherwise composed from differentiable ops, which keeps
+// the N x N weights for backward: the fused op's test oracle.
 class SoftmaxAttention : public AttentionKernel {
  public:
-  SoftmaxAttention() : AttentionKernel("SoftmaxAttention") {}
+  explicit SoftmaxAttention(bool fused = true)
+      : AttentionKernel("SoftmaxAttention"), fused_(fused) {}
   Tensor forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_padding_mask,
                  bool causal) const override;
   // Keeps the keys and values so far in state: {K: (B, T, H, D), V: (B, T, H, M)}.
   Tensor forward_step(const Tensor& q, const Tensor& k, const Tensor& v,
                       DecodeState& state) const override;
+
+ protected:
+  std::string extra_repr() const override { return fused_ ? "fused" : "composed"; }
+
+ private:
+  bool fused_;
 };
 
 class QKEncoding : public Module {

@@ -282,6 +282,14 @@ const std::vector<Row>& table() {
       {"masked_fill",
        {leaf({3, 4}), index_input({1, 0, 0, 1}, {1, 4})},
        [](const V& in) { return masked_fill(in[0], in[1], -2.5); }},
+      {"softmax_attention",
+       {leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3}), leaf({2, 5, 2, 4})},
+       [](const V& in) { return softmax_attention(in[0], in[1], in[2], Tensor(), false); }},
+      {"softmax_attention",
+       {leaf({2, 6, 1, 3}), leaf({2, 6, 1, 3}), leaf({2, 6, 1, 2})},
+       [](const V& in) {
+         return softmax_attention(in[0], in[1], in[2], ids({0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0}, {2, 6}), true);
+       }},
       // ---- fused layers (non-negative features for linear attention, as a feature map gives) ----
       {"linear_attention",
        {positive_leaf({2, 5, 2, 3}), positive_leaf({2, 5, 2, 3}), leaf({2, 5, 2, 4})},

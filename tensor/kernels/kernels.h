@@ -135,6 +135,19 @@ Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool 
 std::vector<Tensor> linear_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
                                               const Tensor& grad, bool causal, double eps);
 
+// ---- softmax_attention.cpp ----
+// q, k: (B, N, H, D), v: (B, N, H, M), key_padding_mask: (B, N) non-zero at padded keys, or
+// undefined -> {y: (B, N, H, M), lse: (B, H, N)}: softmax(q k^T / sqrt(D)) v over the keys each
+// query may see (j <= i when causal), in tiles: memory O(N (D + M)) per (batch, head), never
+// N x N. lse is each query's log-sum-exp (-inf, and y = 0, for a query that sees no key).
+std::vector<Tensor> softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                      const Tensor& key_padding_mask, bool causal);
+// -> {dq, dk, dv} for an output gradient `grad`, recomputing the probabilities from lse.
+std::vector<Tensor> softmax_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
+                                               const Tensor& key_padding_mask, bool causal,
+                                               const Tensor& y, const Tensor& lse,
+                                               const Tensor& grad);
+
 // ---- join.cpp ----
 // Tensors that agree except along dim -> concatenated along dim.
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim);
