@@ -12,7 +12,9 @@
 #include "nn/module.h"
 #include "nn/optim.h"
 #include "nn/transformer.h"
+#include "spe/spe.h"
 #include "tensor/parallel.h"
 #include "tensor/random.h"
 #include "tensor/safetensors.h"
 #include "tensor/tensor.h"
+

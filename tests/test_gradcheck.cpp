@@ -10,6 +10,7 @@
 
 #include <spear.h>
 
+#include "spe/spe.h"
 #include "tensor/kernels/kernels.h"
 
 using namespace spear;
@@ -50,6 +51,18 @@ Input index_input(std::vector<int64_t> v, const Shape& shape = {}) {
   return [=] { return ids(v, shape); };
 }
 
+// SPE codes in f64 whose parameters the SPE rows pass as inputs: gradcheck perturbs them in
+// place and the filter reads them. The draw is fixed, so the noise is a constant.
+spe::SineSPE& sine_code() {
+  static std::shared_ptr<spe::SineSPE> code = [] {
+    Generator gen(5);
+    auto c = std::make_shared<spe::SineSPE>(2, 3, 4, 2, /*seed=*/7, &gen);
+    c->to(f64);
+    return c;
+  }();
+  return *code;
+}
+
 struct Row {
   std::string name;  // the registered name of the op under test
   std::vector<Input> inputs;
@@ -61,6 +74,22 @@ GradcheckOptions with_eps(double eps) {
   GradcheckOptions o;
   o.eps = eps;
   return o;
+}
+
+// A ConvSPE row, 1-D or 2-D: q and k are (2, N, 1, 2) leaves, the filters the code's own.
+Row conv_spe_row(std::vector<int64_t> kernel_size, std::vector<int64_t> grid, int64_t n,
+                 int64_t offset) {
+  Generator init(5);
+  auto code = std::make_shared<spe::ConvSPE>(1, 2, 3, kernel_size, grid, 17, &init);
+  code->to(f64);
+  code->set_draw(4);
+  return {"conv_spe_filter",
+          {leaf({2, n, 1, 2}), leaf({2, n, 1, 2}), [code] { return code->conv_q; },
+           [code] { return code->conv_k; }},
+          [code, offset](const V& in) {
+            auto [qhat, khat] = code->filter(in[0], in[1], offset);
+            return cat({qhat, khat}, 0);
+          }};
 }
 
 const std::vector<Row>& table() {
@@ -290,6 +319,16 @@ const std::vector<Row>& table() {
        [](const V& in) {
          return softmax_attention(in[0], in[1], in[2], ids({0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0}, {2, 6}), true);
        }},
+      // ---- stochastic positional encoding (a fixed draw) ----
+      {"sine_spe_filter",
+       {leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3}), [] { return sine_code().freqs; },
+        [] { return sine_code().offsets; }, [] { return sine_code().gains; }},
+       [](const V& in) {
+         auto [qhat, khat] = sine_code().filter(in[0], in[1], 70);
+         return cat({qhat, khat}, -1);
+       }},
+      conv_spe_row({3}, {}, 6, 2),
+      conv_spe_row({2, 2}, {3, 3}, 9, 0),
       // ---- fused layers (non-negative features for linear attention, as a feature map gives) ----
       {"linear_attention",
        {positive_leaf({2, 5, 2, 3}), positive_leaf({2, 5, 2, 3}), leaf({2, 5, 2, 4})},

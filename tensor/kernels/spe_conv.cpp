@@ -1,0 +1,210 @@
+// ConvSPE's fused filter (spec 3, ../shared/reference/spe_reference.md): queries or keys
+// contracted with white noise filtered by one learnable filter per channel.
+//
+// x: (B, N, H, D), w: (C, 1, P1[, P2]) with C = H*D -> y: (B, N, H, R)
+//   code[n, c, r] = scale * sum_j w[c, j] eps[n + j, c, r]         (2-D: n and j are pairs)
+//   y[b, n, h, r] = sum_d x[b, n, h, d] code[n, h*D + d, r]
+//
+// Held whole, the codes would be N*C*R values: D times a batch element's share of y. So the
+// positions go chunk by chunk of grid rows: draw the noise of the chunk's window (its rows plus the
+// P1 - 1 rows its filters reach beyond), build the chunk's codes in a scratch buffer, contract them
+// with x for every batch element, drop them. Scratch, forward and backward (which rebuilds the
+// codes and reuses their buffer for the codes' gradient):
+//   (chunk + P1 - 1) * (cols + P2 - 1) * C * R noise values + chunk * cols * C * R code values.
+//
+// Determinism: chunks run one after the other; inside a chunk, threads split independent outputs
+// (channels for the codes and the filters' gradient, (position, head) pairs for the
+// contractions), and every sum runs in a fixed order. Results do not depend on the thread count,
+// and a code value does not even depend on the chunking.
+#include <algorithm>
+#include <vector>
+
+#include "tensor/kernels/blas.h"
+#include "tensor/kernels/kernels.h"
+#include "tensor/kernels/spe.h"
+#include "tensor/parallel.h"
+#include "tensor/random.h"
+
+namespace spear::kernels {
+namespace {
+
+// A chunk has at least 4 (P1 - 1) rows, so the P1 - 1 rows of noise it shares with the next one
+// cost at most a quarter more draws, and at least kChunkElements code values, so that each of its
+// parallel passes has work enough for every thread.
+constexpr int64_t kChunkElements = int64_t{1} << 18;
+
+struct Sizes {
+  int64_t B, N, H, D, C, R, P1, P2, rows, cols, noise_cols;
+};
+
+Sizes check_inputs(const Tensor& x, const Tensor& w, const ConvSpeGrid& grid, const char* op) {
+  SPEAR_CHECK_SHAPE(x.dim() == 4, op, ": expected x: (B, N, H, D), got ", x.shape());
+  SPEAR_CHECK_SHAPE(w.dim() == 3 || w.dim() == 4, op,
+                    ": expected weight: (H*D, 1, P1) or (H*D, 1, P1, P2), got ", w.shape());
+  Sizes s{};
+  s.B = x.size(0), s.N = x.size(1), s.H = x.size(2), s.D = x.size(3);
+  s.C = s.H * s.D, s.R = grid.realizations;
+  s.P1 = w.size(2), s.P2 = w.dim() == 4 ? w.size(3) : 1;
+  s.rows = grid.rows, s.cols = grid.cols, s.noise_cols = grid.cols + s.P2 - 1;
+  SPEAR_CHECK_SHAPE(w.size(0) == s.C && w.size(1) == 1 && s.P1 > 0 && s.P2 > 0, op, ": weight ",
+                    w.shape(), " does not fit x ", x.shape(), " (expected [", s.C, ", 1, P...])");
+  SPEAR_CHECK_SHAPE(grid.rows >= 0 && grid.cols > 0 && grid.first_row >= 0 && s.R > 0, op,
+                    ": bad grid: first_row ", grid.first_row, ", rows ", grid.rows, ", cols ",
+                    grid.cols, ", realizations ", s.R);
+  SPEAR_CHECK_SHAPE(s.N == s.rows * s.cols, op, ": x ", x.shape(), " has ", s.N,
+                    " positions but the grid has ", s.rows, " x ", s.cols);
+  SPEAR_CHECK_DTYPE(x.dtype() == w.dtype(), op, ": dtypes differ: x ", x.dtype(), ", weight ",
+                    w.dtype());
+  return s;
+}
+
+int64_t rows_per_chunk(const Sizes& s, int64_t requested) {
+  if (requested > 0) return requested;
+  return std::max({int64_t{1}, 4 * (s.P1 - 1), kChunkElements / (s.cols * s.C * s.R)});
+}
+
+// Calls fn(first row, row count, noise window) for each chunk of rows, in order.
+template <typename T, typename Fn>
+void for_each_chunk(const Sizes& s, const ConvSpeGrid& grid, int64_t chunk_rows, Fn fn) {
+  const int64_t chunk = rows_per_chunk(s, chunk_rows);
+  for (int64_t a = 0; a < s.rows; a += chunk) {
+    const int64_t len = std::min(chunk, s.rows - a);
+    Tensor noise = conv_spe_noise(grid.seed, grid.first_row + a, len + s.P1 - 1, s.noise_cols, s.C,
+                                  s.R, dtype_of<T>());
+    fn(a, len, noise.data_ptr<T>());
+  }
+}
+
+// code[i1, i2, c, :] = scale * sum_{j1, j2} w[c, j1, j2] eps[i1 + j1, i2 + j2, c, :] for the
+// `len` rows of a chunk (eps: its noise window). Vectorised along r.
+template <typename T>
+void build_codes(const Sizes& s, const T* w, const T* eps, int64_t len, T scale, T* code) {
+  parallel_for(0, s.C, grain_for(len * s.cols * s.P1 * s.P2 * s.R), [&](int64_t lo, int64_t hi) {
+    std::vector<T> acc(static_cast<size_t>(s.R));
+    for (int64_t c = lo; c < hi; ++c) {
+      const T* wc = w + c * s.P1 * s.P2;
+      for (int64_t i1 = 0; i1 < len; ++i1)
+        for (int64_t i2 = 0; i2 < s.cols; ++i2) {
+          std::fill(acc.begin(), acc.end(), T(0));
+          for (int64_t j1 = 0; j1 < s.P1; ++j1)
+            for (int64_t j2 = 0; j2 < s.P2; ++j2) {
+              const T wj = wc[j1 * s.P2 + j2];
+              const T* e = eps + (((i1 + j1) * s.noise_cols + i2 + j2) * s.C + c) * s.R;
+              for (int64_t r = 0; r < s.R; ++r) acc[r] += wj * e[r];
+            }
+          T* out = code + ((i1 * s.cols + i2) * s.C + c) * s.R;
+          for (int64_t r = 0; r < s.R; ++r) out[r] = scale * acc[r];
+        }
+    }
+  });
+}
+
+// dw[c, j1, j2] += scale * sum_{i1, i2, r} dcode[i1, i2, c, r] eps[i1 + j1, i2 + j2, c, r]: one
+// chunk's share, summed along r last so the inner loop vectorises.
+template <typename T>
+void add_weight_grad(const Sizes& s, const T* dcode, const T* eps, int64_t len, T scale, T* dw) {
+  parallel_for(0, s.C, grain_for(len * s.cols * s.P1 * s.P2 * s.R), [&](int64_t lo, int64_t hi) {
+    std::vector<T> acc(static_cast<size_t>(s.R));
+    for (int64_t c = lo; c < hi; ++c)
+      for (int64_t j1 = 0; j1 < s.P1; ++j1)
+        for (int64_t j2 = 0; j2 < s.P2; ++j2) {
+          std::fill(acc.begin(), acc.end(), T(0));
+          for (int64_t i1 = 0; i1 < len; ++i1)
+            for (int64_t i2 = 0; i2 < s.cols; ++i2) {
+              const T* g = dcode + ((i1 * s.cols + i2) * s.C + c) * s.R;
+              const T* e = eps + (((i1 + j1) * s.noise_cols + i2 + j2) * s.C + c) * s.R;
+              for (int64_t r = 0; r < s.R; ++r) acc[r] += g[r] * e[r];
+            }
+          T total = 0;
+          for (int64_t r = 0; r < s.R; ++r) total += acc[r];
+          dw[(c * s.P1 + j1) * s.P2 + j2] += scale * total;
+        }
+  });
+}
+
+// Runs fn(n, h, i) for every (position n = n0 + i, head h) of a chunk of `count` positions.
+template <typename Fn>
+void for_each_position_head(const Sizes& s, int64_t n0, int64_t count, Fn fn) {
+  parallel_for(0, count * s.H, grain_for(s.B * s.D * s.R), [&](int64_t lo, int64_t hi) {
+    for (int64_t ih = lo; ih < hi; ++ih) fn(n0 + ih / s.H, ih % s.H, ih / s.H);
+  });
+}
+
+}  // namespace
+
+// -> eps: (num_rows, noise_cols, C, R), the rows first_row .. first_row + num_rows - 1
+Tensor conv_spe_noise(uint64_t seed, int64_t first_row, int64_t num_rows, int64_t noise_cols,
+                      int64_t channels, int64_t realizations, DType dtype) {
+  SPEAR_CHECK_SHAPE(
+      first_row >= 0 && num_rows >= 0 && noise_cols > 0 && channels > 0 && realizations > 0,
+      "conv_spe_noise: bad sizes: first_row ", first_row, ", rows ", num_rows, ", cols ",
+      noise_cols, ", channels ", channels, ", realizations ", realizations);
+  Generator gen(seed);
+  gen.set_state(seed, static_cast<uint64_t>(first_row * noise_cols * channels * realizations));
+  return randn({num_rows, noise_cols, channels, realizations}, dtype, &gen);
+}
+
+// x: (B, N, H, D), weight: (H*D, 1, P1[, P2]) -> y: (B, N, H, R)
+Tensor conv_spe_filter(const Tensor& x_in, const Tensor& weight, const ConvSpeGrid& grid,
+                       int64_t chunk_rows) {
+  const Sizes s = check_inputs(x_in, weight, grid, "conv_spe_filter");
+  Tensor x = contiguous(x_in), w = contiguous(weight);
+  Tensor y = Tensor::empty({s.B, s.N, s.H, s.R}, x.dtype());
+  if (y.numel() == 0) return y;
+  SPEAR_DISPATCH_FLOAT(x.dtype(), "conv_spe_filter", [&] {
+    using T = scalar_t;
+    const T *px = x.data_ptr<T>(), *pw = w.data_ptr<T>();
+    T* py = y.data_ptr<T>();
+    std::vector<T> code;
+    for_each_chunk<T>(s, grid, chunk_rows, [&](int64_t a, int64_t len, const T* eps) {
+      code.resize(static_cast<size_t>(len * s.cols * s.C * s.R));
+      build_codes<T>(s, pw, eps, len, static_cast<T>(grid.scale), code.data());
+      // y[:, n, h, :] = x[:, n, h, :] (B x D) @ code[i, h] (D x R)
+      for_each_position_head(s, a * s.cols, len * s.cols, [&](int64_t n, int64_t h, int64_t i) {
+        gemm<T>(false, false, s.B, s.R, s.D, T(1), px + (n * s.H + h) * s.D, s.N * s.H * s.D,
+                code.data() + (i * s.H + h) * s.D * s.R, s.R, T(0), py + (n * s.H + h) * s.R,
+                s.N * s.H * s.R);
+      });
+    });
+  });
+  return y;
+}
+
+// -> {dx: (B, N, H, D), dweight: (H*D, 1, P1[, P2])}
+std::vector<Tensor> conv_spe_filter_backward(const Tensor& x_in, const Tensor& weight,
+                                             const Tensor& grad, const ConvSpeGrid& grid,
+                                             int64_t chunk_rows) {
+  const Sizes s = check_inputs(x_in, weight, grid, "conv_spe_filter backward");
+  SPEAR_CHECK_SHAPE(grad.shape() == Shape({s.B, s.N, s.H, s.R}),
+                    "conv_spe_filter backward: grad shape ", grad.shape(), " != output shape ",
+                    Shape({s.B, s.N, s.H, s.R}));
+  Tensor x = contiguous(x_in), w = contiguous(weight), g = contiguous(grad);
+  Tensor dx = zeros(x.shape(), x.dtype()), dw = zeros(w.shape(), w.dtype());
+  if (s.B == 0) return {dx, dw};
+  SPEAR_DISPATCH_FLOAT(x.dtype(), "conv_spe_filter backward", [&] {
+    using T = scalar_t;
+    const T *px = x.data_ptr<T>(), *pw = w.data_ptr<T>(), *pg = g.data_ptr<T>();
+    T *pdx = dx.data_ptr<T>(), *pdw = dw.data_ptr<T>();
+    const T scale = static_cast<T>(grid.scale);
+    std::vector<T> code;
+    for_each_chunk<T>(s, grid, chunk_rows, [&](int64_t a, int64_t len, const T* eps) {
+      code.resize(static_cast<size_t>(len * s.cols * s.C * s.R));
+      build_codes<T>(s, pw, eps, len, scale, code.data());
+      for_each_position_head(s, a * s.cols, len * s.cols, [&](int64_t n, int64_t h, int64_t i) {
+        const T* gn = pg + (n * s.H + h) * s.R;
+        const T* xn = px + (n * s.H + h) * s.D;
+        T* c = code.data() + (i * s.H + h) * s.D * s.R;
+        // dx[:, n, h, :] = g (B x R) @ code^T (R x D); then the code's own gradient replaces it:
+        // dcode[i, h] = x^T (D x B) @ g (B x R)
+        gemm<T>(false, true, s.B, s.D, s.R, T(1), gn, s.N * s.H * s.R, c, s.R, T(0),
+                pdx + (n * s.H + h) * s.D, s.N * s.H * s.D);
+        gemm<T>(true, false, s.D, s.R, s.B, T(1), xn, s.N * s.H * s.D, gn, s.N * s.H * s.R, T(0), c,
+                s.R);
+      });
+      add_weight_grad<T>(s, code.data(), eps, len, scale, pdw);
+    });
+  });
+  return {dx, dw};
+}
+
+}  // namespace spear::kernels

@@ -1,0 +1,65 @@
+// The raw compute of stochastic positional encoding (spe/): fused filters that turn queries and
+// keys (B, N, H, D) into (B, N, H, R) without ever holding the (N, H, D, R) codes. No autograd;
+// the differentiable Functions around them live next to their modules in spe/. Inputs may be any
+// strided view; outputs are new contiguous tensors.
+#pragma once
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace spear::kernels {
+
+// ---- spe_sine.cpp ----
+// The sine SPE filter (spec 2.2-2.3), positions p = offset + n:
+//   y[b,n,h,r] = (R D)^(-1/4) sum_{d,c} x[b,n,h,d] omega[p,h,d,c] z[h,d,c,r]
+//   omega[p,h,d,2k] = cos(2 pi f[h,d,k] p + theta[h,d,k]),  omega[p,h,d,2k+1] = sin(...)
+// The phase is computed in double whatever the dtype, so it stays accurate at large positions.
+// x: (B, N, H, D), f, theta: (H, D, K), z: (H, D, 2K, R) -> y: (B, N, H, R). An undefined theta
+// means zero phases (the key side).
+Tensor sine_spe_filter(const Tensor& x, const Tensor& f, const Tensor& theta, const Tensor& z,
+                       int64_t offset);
+struct SineSpeFilterGrads {
+  Tensor dx;      // (B, N, H, D)
+  Tensor df;      // (H, D, K)
+  Tensor dtheta;  // (H, D, K), undefined when theta is
+  Tensor dz;      // (H, D, 2K, R)
+};
+// grad: (B, N, H, R) and the forward's inputs -> the gradients of every input. The parameter
+// gradients are sums over positions, accumulated in an order fixed by the shapes alone.
+SineSpeFilterGrads sine_spe_filter_backward(const Tensor& grad, const Tensor& x, const Tensor& f,
+                                            const Tensor& theta, const Tensor& z, int64_t offset);
+
+// ---- spe_conv.cpp ----
+// The conv SPE filter (spec 3.2-3.3). Positions are the cells of a grid of `rows` x `cols`,
+// row-major (a 1-D sequence: cols = 1, one row per position, rows counted from time 0). The white
+// noise eps[t1, t2, c, r] ~ N(0, 1) covers every row and the columns 0 .. cols + P2 - 2 (the
+// filters' reach), and is element
+//   ((t1 * (cols + P2 - 1) + t2) * C + c) * R + r
+// of the Philox stream `seed` (spear::randn from counter 0 of that seed): a pure function of the
+// cell, so any rows can be drawn directly, and a range of rows is one range of counters. With
+// n1 counted from first_row, the codes are
+//   code[n1, n2, c, r] = scale * sum_{j1, j2} w[c, j1, j2] eps[first_row + n1 + j1, n2 + j2, c, r].
+struct ConvSpeGrid {
+  uint64_t seed = 0;      // the noise stream
+  int64_t first_row = 0;  // the absolute row of the first position (1-D: the time offset)
+  int64_t rows = 0;       // the positions are rows x cols cells
+  int64_t cols = 1;
+  int64_t realizations = 1;  // R
+  double scale = 1;          // (R D)^(-1/4)
+};
+// The noise of rows first_row .. first_row + num_rows - 1 -> (num_rows, noise_cols, C, R).
+Tensor conv_spe_noise(uint64_t seed, int64_t first_row, int64_t num_rows, int64_t noise_cols,
+                      int64_t channels, int64_t realizations, DType dtype);
+// x: (B, rows*cols, H, D), weight: (H*D, 1, P1) or (H*D, 1, P1, P2) -> y: (B, rows*cols, H, R):
+//   y[b, n, h, r] = sum_d x[b, n, h, d] code[n, h*D + d, r],
+// built chunk_rows grid rows at a time (0: a size chosen from the shapes), so the codes exist
+// for one chunk only. A code value does not depend on the chunking.
+Tensor conv_spe_filter(const Tensor& x, const Tensor& weight, const ConvSpeGrid& grid,
+                       int64_t chunk_rows = 0);
+// grad: (B, rows*cols, H, R) -> {dx, dweight}. The codes are rebuilt chunk by chunk; dweight sums
+// the chunks in order.
+std::vector<Tensor> conv_spe_filter_backward(const Tensor& x, const Tensor& weight,
+                                             const Tensor& grad, const ConvSpeGrid& grid,
+                                             int64_t chunk_rows = 0);
+
+}  // namespace spear::kernels
