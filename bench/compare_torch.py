@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side timings of spear and PyTorch on this machine, in one run, at one thread count.
 
-  /usr/bin/python3 bench/compare_torch.py ops|attention [--threads N] [--spear-bench PATH]
+  /usr/bin/python3 bench/compare_torch.py ops|attention|spe [--threads N] [--spear-bench PATH]
 
 `ops`: the per-op cost of recording the autograd graph on 8x8 f32 tensors (the same ops as
 `spear-bench ops`): forward without grad, forward with grad, forward + backward.
@@ -9,6 +9,9 @@
 the same rows as `spear-bench attention`; PyTorch runs softmax attention and linear attention
 written the usual way (einsum; causal as a cumsum of outer products), each (kind, N) in a fresh
 process so its peak RSS growth can be measured. spear reports its peak live tensor bytes.
+`spe`: SPE (sine, conv; gated) feeding elu+1 linear attention, forward + backward, the rows of
+`spear-bench spe`; PyTorch follows the reference formulation: codes of shape (1, N, H, D, R)
+shared over the batch (spe_reference.md 2-4), then the filter as an einsum.
 Prints one JSON object per row with both frameworks' numbers and the torch/spear ratios
 (> 1: spear faster or smaller). Needs Debian's python3-torch.
 """
@@ -121,6 +124,87 @@ def timed(fn):
     return time.perf_counter() - t0
 
 
+def torch_spe_step(kind, n, threads):
+    """Runs in a child process: the reference SPE + linear attention, ms and peak RSS growth."""
+    torch.set_num_threads(threads)
+    B, H, D, R, K, P = 8, 4, 32, 64, 10, 128
+    q = (torch.randn(B, n, H, D) * 0.3).requires_grad_()
+    k = (torch.randn(B, n, H, D) * 0.3).requires_grad_()
+    v = torch.randn(B, n, H, D, requires_grad=True)
+    g = torch.randn(B, n, H, D)
+    gate = torch.randn(H, D, requires_grad=True)
+    if kind == "sine":
+        freqs = (torch.randn(H, D, K) - 4).requires_grad_()
+        offsets = torch.randn(H, D, K, requires_grad=True)
+        gains = torch.randn(H, D, K, requires_grad=True)
+    elif kind == "conv":
+        conv_q = (torch.rand(H * D, 1, P) / (P / 2) ** 0.5).requires_grad_()
+        conv_k = (torch.rand(H * D, 1, P) / (P / 2) ** 0.5).requires_grad_()
+
+    def codes():
+        if kind == "sine":
+            f = torch.sigmoid(freqs) / 2
+            angle = 2 * torch.pi * f[:, :, None, :] * torch.arange(n)[None, None, :, None]
+            om_q = torch.stack([torch.cos(angle + offsets[:, :, None, :]),
+                                torch.sin(angle + offsets[:, :, None, :])], -1).flatten(-2)
+            om_k = torch.stack([torch.cos(angle), torch.sin(angle)], -1).flatten(-2)
+            gain2 = torch.nn.functional.softplus(gains).repeat_interleave(2, -1)
+            z = gain2[..., None] * torch.randn(H, D, 2 * K, R) / (2 * K) ** 0.5
+            qbar = torch.einsum("hdnc,hdcr->nhdr", om_q, z)
+            kbar = torch.einsum("hdnc,hdcr->nhdr", om_k, z)
+        else:
+            noise = torch.randn(R, H * D, n + 2 * P)
+            kbar = torch.nn.functional.conv1d(noise, conv_q, groups=H * D)[..., P:P + n]
+            qbar = torch.nn.functional.conv1d(noise, conv_k, groups=H * D)[..., P:P + n]
+            qbar = qbar.reshape(R, H, D, n).permute(3, 1, 2, 0)
+            kbar = kbar.reshape(R, H, D, n).permute(3, 1, 2, 0)
+        scale = (R * D) ** -0.25
+        gamma = torch.sigmoid(gate)[..., None]
+        eta = torch.randn(H, D, R) * scale
+        qbar = (1 - gamma).sqrt() * qbar * scale + gamma.sqrt() * eta
+        kbar = (1 - gamma).sqrt() * kbar * scale + gamma.sqrt() * eta
+        return qbar[None], kbar[None]  # (1, N, H, D, R)
+
+    def step():
+        qbar, kbar = codes()
+        qh = torch.einsum("bnhd,bnhdr->bnhr", q, qbar)
+        kh = torch.einsum("bnhd,bnhdr->bnhr", k, kbar)
+        fq, fk = torch.nn.functional.elu(qh) + 1, torch.nn.functional.elu(kh) + 1
+        kv = torch.einsum("bnhf,bnhm->bhfm", fk, v)
+        num = torch.einsum("bnhf,bhfm->bnhm", fq, kv)
+        den = torch.einsum("bnhf,bhf->bnh", fq, fk.sum(1))
+        (num / (den[..., None] + 1e-6)).backward(g)
+        for t in [q, k, v, gate]:
+            t.grad = None
+
+    with open("/proc/self/statm") as f:
+        before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    seconds = min(timed(step) for _ in range(2))
+    return {"ms": seconds * 1e3, "peak_mib": max(peak - before, 0) / 2**20}
+
+
+def compare_spe(args):
+    out = subprocess.run([args.spear_bench, "spe", "--json", "--threads", str(args.threads)],
+                         check=True, capture_output=True, text=True).stdout
+    for spear_row in map(json.loads, out.splitlines()):
+        kind, n = spear_row["spe"], spear_row["n"]
+        row = {"spe": kind, "n": n, "threads": args.threads, "spear_ms": spear_row["ms"],
+               "spear_peak_mib": spear_row["peak_mib"],
+               "spear_tokens_per_s": round(8 * n / (spear_row["ms"] * 1e-3))}
+        if kind != "none" and n <= 8192:
+            child = subprocess.run(
+                [sys.executable, __file__, "_torch_spe", kind, str(n), str(args.threads)],
+                check=True, capture_output=True, text=True).stdout
+            t = json.loads(child)
+            row.update({"torch_ms": round(t["ms"], 2), "torch_peak_mib": round(t["peak_mib"], 1),
+                        "torch_tokens_per_s": round(8 * n / (t["ms"] * 1e-3)),
+                        "ratio_time": round(t["ms"] / spear_row["ms"], 2),
+                        "ratio_memory": round(t["peak_mib"] / max(spear_row["peak_mib"], 1e-9), 2)})
+        print(json.dumps(row), flush=True)
+
+
 def compare_attention(args):
     out = subprocess.run([args.spear_bench, "attention", "--json", "--threads", str(args.threads)],
                          check=True, capture_output=True, text=True).stdout
@@ -141,19 +225,25 @@ def compare_attention(args):
 
 
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "_torch_spe":
+        print(json.dumps(torch_spe_step(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "_torch_attention":
         kind, causal, n, threads = sys.argv[2], bool(int(sys.argv[3])), int(sys.argv[4]), int(sys.argv[5])
         print(json.dumps(torch_attention_step(kind, causal, n, threads)))
         return
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["ops", "attention"])
+    parser.add_argument("what", choices=["ops", "attention", "spe"])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--spear-bench", default=os.path.join(here, "..", "build", "bin", "spear-bench"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.what == "attention":
         compare_attention(args)
+        return
+    if args.what == "spe":
+        compare_spe(args)
         return
     out = subprocess.run([args.spear_bench, "ops", "--json", "--threads", str(args.threads)],
                          check=True, capture_output=True, text=True).stdout

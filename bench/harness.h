@@ -11,7 +11,7 @@ namespace spear::bench {
 
 struct Options {
   bool json = false;
-  std::string only;  // attention: run only this kind (empty: all)
+  std::string only;  // attention, spe: run only this kind (empty: all)
 };
 
 // Best wall time in seconds of fn over repetitions totalling at least `min_total` s (and at least
@@ -59,5 +59,6 @@ void bench_matmul(const Options& opt);
 void bench_elementwise(const Options& opt);
 void bench_ops(const Options& opt);
 void bench_attention(const Options& opt);
+void bench_spe(const Options& opt);
 
 }  // namespace spear::bench

@@ -1,6 +1,6 @@
 // spear-bench: throughput of spear's kernels, layers and autograd.
 //
-//   spear-bench matmul|elementwise|ops|attention [--json] [--threads N]
+//   spear-bench matmul|elementwise|ops|attention|spe [--json] [--threads N]
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -13,7 +13,7 @@ namespace {
 
 int usage(int code) {
   (code ? std::cerr : std::cout)
-      << "usage: spear-bench matmul|elementwise|ops|attention [--json] [--threads N] [--only "
+      << "usage: spear-bench matmul|elementwise|ops|attention|spe [--json] [--threads N] [--only "
          "KIND]\n"
          "  matmul       square f32 GEMMs 256..2048 and transformer shapes: spear under both\n"
          "               GEMM policies vs one raw cblas_sgemm call (GFLOP/s)\n"
@@ -21,9 +21,12 @@ int usage(int code) {
          "  ops          autograd overhead per op on 8x8 tensors (microseconds)\n"
          "  attention    forward + backward time and peak tensor memory vs sequence length for\n"
          "               softmax, linear (fused and composed, causal and not) and FAVOR+\n"
+         "  spe          forward + backward time and peak memory of SPE (sine, conv) feeding\n"
+         "               linear attention, and of the attention alone (none), vs sequence length\n"
          "  --json       one JSON object per line\n"
          "  --threads N  threads (default: SPEAR_NUM_THREADS or all cores)\n"
-         "  --only KIND  attention: only softmax, linear, linear_composed or favor\n";
+         "  --only KIND  attention: softmax, linear, linear_composed or favor; spe: none, sine\n"
+         "               or conv\n";
   return code;
 }
 
@@ -61,6 +64,8 @@ int main(int argc, char** argv) {
       spear::bench::bench_ops(opt);
     else if (what == "attention")
       spear::bench::bench_attention(opt);
+    else if (what == "spe")
+      spear::bench::bench_spe(opt);
     else
       return usage(2);
   } catch (const spear::Error& e) {
