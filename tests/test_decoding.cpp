@@ -9,6 +9,7 @@
 #include "nn/linear_attention.h"
 #include "nn/sampling.h"
 #include "nn/transformer.h"
+#include "spe/spe.h"
 
 using namespace spear;
 using namespace spear::nn;
@@ -22,14 +23,28 @@ std::shared_ptr<CausalLM> tiny_lm(const std::string& kernel, const std::string& 
   config.heads = 2;
   config.layers = 2;
   TransformerParts parts;
-  parts.attention = [kernel](int64_t layer) -> std::shared_ptr<AttentionKernel> {
+  // With SPE the attention sees R = 12 wide queries and keys instead of the head width 8.
+  const int64_t width = positional.find("spe") != std::string::npos ? 12 : 8;
+  parts.attention = [kernel, width](int64_t layer) -> std::shared_ptr<AttentionKernel> {
     if (kernel == "softmax") return std::make_shared<SoftmaxAttention>();
-    return std::make_shared<LinearAttention>(make_feature_map(kernel, 8, 32, 1, 40 + layer));
+    return std::make_shared<LinearAttention>(make_feature_map(kernel, width, 32, 1, 40 + layer));
   };
-  if (positional == "rope")
+  if (positional == "rope") {
     parts.qk_encoding = [](int64_t) { return std::make_shared<RotaryEncoding>(); };
-  else
+  } else if (positional == "sine_spe" || positional == "conv_spe") {
+    // One code shared by both layers (registered by layer 0), a gate per layer.
+    std::shared_ptr<spe::PositionalCode> code;
+    if (positional == "sine_spe")
+      code = std::make_shared<spe::SineSPE>(2, 8, 12, 3, 5);
+    else
+      code = std::make_shared<spe::ConvSPE>(2, 8, 12, std::vector<int64_t>{7},
+                                            std::vector<int64_t>{}, 5);
+    parts.qk_encoding = [code](int64_t layer) {
+      return std::make_shared<spe::SPEFilter>(code, true, layer, layer == 0);
+    };
+  } else {
     parts.input_encoding = std::make_shared<SinusoidalEncoding>(16);
+  }
   Generator gen(3);
   auto lm = std::make_shared<CausalLM>(config, parts, false, &gen);
   lm->to(f64);
@@ -43,10 +58,11 @@ TEST_CASE("decoding one token at a time equals the parallel causal forward") {
   Generator gen(1);
   Tensor ids = randint(0, 11, {2, 150}, &gen);  // 150 positions: three causal chunks
   for (const char* kernel : {"softmax", "elu", "relu", "favor"})
-    for (const char* positional : {"sinusoidal", "rope"}) {
+    for (const char* positional : {"sinusoidal", "rope", "sine_spe", "conv_spe"}) {
       CAPTURE(kernel);
       CAPTURE(positional);
       auto lm = tiny_lm(kernel, positional);
+      spe::set_draw(*lm, 3);  // one draw for the whole sequence, step by step or at once
       NoGradGuard no_grad;
       Tensor parallel = lm->forward(ids);  // (2, 150, 11)
       std::vector<DecodeState> states;
@@ -66,6 +82,24 @@ TEST_CASE("decoding one token at a time equals the parallel causal forward") {
         CHECK(states[0].tensors[0].size(1) == 150);
       }
     }
+}
+
+TEST_CASE("generate with SPE gives the tokens of the parallel forward on the growing prefix") {
+  for (const char* kernel : {"elu", "softmax"}) {
+    CAPTURE(kernel);
+    auto lm = tiny_lm(kernel, "sine_spe");
+    spe::set_draw(*lm, 11);
+    Tensor prompt = tensor(std::vector<int64_t>{1, 2, 3, 4, 5, 6}, {2, 3});
+    SamplingOptions greedy;
+    greedy.temperature = 0;
+    Tensor out = lm->generate(prompt, 6, greedy);
+    NoGradGuard no_grad;
+    for (int64_t t = 3; t < 9; ++t) {
+      Tensor logits = lm->forward(out.narrow(1, 0, t)).narrow(1, t - 1, 1).squeeze(1);
+      CHECK(argmax(logits, 1).to_vector<int64_t>() ==
+            out.narrow(1, t, 1).squeeze(1).to_vector<int64_t>());
+    }
+  }
 }
 
 TEST_CASE("generate continues the prompt, reproducibly from the seed") {
