@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "autograd/ops.h"
 #include "examples/train/cli.h"
 #include "examples/train/model.h"
 #include "examples/train/tasks.h"
@@ -77,7 +78,8 @@ TEST_CASE("config: errors name the key") {
   CHECK(config_error(none, {"model.attention.kind=cosine"}) ==
         "config: model.attention.kind must be one of softmax|linear|favor, got \"cosine\"");
   CHECK(config_error(none, {"model.positional=alibi"}) ==
-        "config: model.positional must be one of none|sinusoidal|learned|rope, got \"alibi\"");
+        "config: model.positional must be one of "
+        "none|sinusoidal|learned|rope|sine_spe|conv_spe, got \"alibi\"");
   CHECK(config_error(none, {"train.batch_size=0"}) ==
         "config: train.batch_size must be >= 1, got 0");
   CHECK(config_error(none, {"model.dropout=1.0"}) ==
@@ -261,6 +263,47 @@ TEST_CASE("model: PyTorch names, and errors naming the keys of settings that do 
                        "config: model.max_len 4 is shorter than the longest input of task "
                        "reverse (12)",
                        ConfigError);
+}
+
+TEST_CASE("model: SPE filters every layer, with one code or a shared one, and new draws") {
+  const Config c = config_from_json(tiny_lm_config());
+  const auto task = make_task(c.task);
+  const Batch batch = task->batch(Split::val, 0, 2);
+  for (const char* positional : {"sine_spe", "conv_spe"})
+    for (bool shared : {false, true}) {
+      CAPTURE(positional);
+      CAPTURE(shared);
+      ModelConfig m = c.model;
+      m.layers = 2;
+      m.positional = positional;
+      m.attention = "linear";
+      m.spe.realizations = 6;
+      m.spe.kernel_size = 3;
+      m.spe.share_across_layers = shared;
+      m.dropout = 0;  // so a training forward is random only through the draw
+      Generator gen(0);
+      const Model model = build_model(m, task->spec(), &gen);
+      int64_t codes = 0, gates = 0;
+      for (const auto& [name, t] : model.module->named_parameters()) {
+        codes +=
+            name.find(".code.") != std::string::npos &&
+            (name.rfind("freqs") + 5 == name.size() || name.rfind("conv_q") + 6 == name.size());
+        gates += name.rfind(".qk_encoding.gate") + 17 == name.size();
+      }
+      CHECK(codes == (shared ? 1 : 2));
+      CHECK(gates == 2);
+      model.module->train();
+      model.select_draw(1);
+      const Tensor first = model.forward(batch);
+      model.select_draw(2);
+      CHECK((model.forward(batch) - first).abs().max().item<float>() > 0);  // a new draw
+      model.select_draw(1);
+      CHECK((model.forward(batch) - first).abs().max().item<float>() == 0);  // the same draw
+      model.module->eval();  // evaluation: the fixed evaluation draw, whatever was selected
+      const Tensor eval_a = model.forward(batch);
+      model.select_draw(7);
+      CHECK((model.forward(batch) - eval_a).abs().max().item<float>() == 0);
+    }
 }
 
 TEST_CASE("model: linear attention and FAVOR+ come from model.attention") {

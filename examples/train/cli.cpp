@@ -122,4 +122,17 @@ std::string usage() {
   return os.str();
 }
 
+std::string one_line(const std::string& message) {
+  std::string line;
+  for (size_t i = 0; i < message.size(); ++i) {
+    if (message[i] != '\n') {
+      line += message[i];
+      continue;
+    }
+    line += ' ';
+    while (i + 1 < message.size() && message[i + 1] == ' ') ++i;
+  }
+  return line;
+}
+
 }  // namespace spear::train

@@ -33,4 +33,8 @@ TrainOptions train_options(const CommandLine& cli);
 // The --help text: every flag with its default, then every config key with its default.
 std::string usage();
 
+// An error message on one line, as spear-train and spear-eval print them: some messages list
+// several problems on indented lines.
+std::string one_line(const std::string& message);
+
 }  // namespace spear::train

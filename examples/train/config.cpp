@@ -132,15 +132,29 @@ std::string json_message(const std::exception& e) {
 
 const std::vector<ConfigKey>& config_keys() {
   static const std::vector<ConfigKey> keys = {
-      choice("task.name", "reverse", {"reverse", "majority"},
-             "the task: a causal LM reversing a sequence, or a classifier naming its majority"),
+      choice("task.name", "reverse",
+             {"reverse", "majority", "listops", "listops_tsv", "fashion_mnist", "extrapolation",
+              "chars"},
+             "the task (docs/tasks.md)"),
+      {"task.path", "",
+       "data file or directory of listops_tsv, fashion_mnist, chars (\"\": default)"},
       integer("task.vocab", 8, 2, "distinct symbols in a sequence (special tokens come on top)"),
       integer("task.min_len", 4, 1, "shortest sequence (symbols, before any special token)"),
-      integer("task.max_len", 8, 1, "longest sequence"),
+      integer("task.max_len", 8, 1, "longest sequence (language models: the training length)"),
       integer("task.train_size", 10000, 1, "training examples"),
       integer("task.val_size", 500, 1, "validation examples (disjoint from training)"),
       integer("task.test_size", 1000, 1, "test examples (disjoint from training and validation)"),
       integer("task.seed", 1234, 0, "fixes the data set, independently of train.seed"),
+      integer("task.max_depth", 10, 1, "listops: deepest node of an expression tree (root: 1)"),
+      integer("task.max_args", 10, 2, "listops: most arguments of one operator"),
+      {"task.levels",
+       int64_t{256},
+       "fashion_mnist: grey levels pixels are quantised to",
+       {},
+       2,
+       256},
+      integer("task.period", 16, 1, "extrapolation: the lag at which the source repeats itself"),
+      number("task.noise", 0.1, 0.0, 1.0, "extrapolation: probability of a fresh symbol"),
 
       integer("model.dim", 64, 1, "width of the residual stream"),
       integer("model.heads", 4, 1, "attention heads (must divide model.dim)"),
@@ -148,8 +162,23 @@ const std::vector<ConfigKey>& config_keys() {
       integer("model.ffn_hidden", 0, 0, "hidden width of the feed-forward layers (0: 4 * dim)"),
       number("model.dropout", 0.0, 0.0, 1.0, "dropout probability", true),
       choice("model.activation", "gelu", {"gelu", "relu"}, "feed-forward activation"),
-      choice("model.positional", "sinusoidal", {"none", "sinusoidal", "learned", "rope"},
-             "positional encoding"),
+      choice("model.positional", "sinusoidal",
+             {"none", "sinusoidal", "learned", "rope", "sine_spe", "conv_spe"},
+             "positional encoding (sine_spe, conv_spe: stochastic positional encoding)"),
+      integer("model.spe.realizations", 64, 1,
+              "SPE: realizations R (the width the attention then sees)"),
+      integer("model.spe.sines", 10, 1, "sine_spe: sinusoids K per feature"),
+      integer("model.spe.kernel_size", 128, 1, "conv_spe: filter taps P (per axis)"),
+      {"model.spe.ndim",
+       int64_t{1},
+       "conv_spe: 1, or 2 for a task whose positions form a grid",
+       {},
+       1,
+       2},
+      boolean("model.spe.gated", true,
+              "SPE: a learned gate per feature mixes in content-only attention"),
+      boolean("model.spe.share_across_layers", false,
+              "SPE: one code (parameters and draw) for every layer, a gate per layer"),
       integer("model.max_len", 0, 0,
               "positions of the learned encoding (0: the task's longest input)"),
       choice("model.attention.kind", "softmax", {"softmax", "linear", "favor"},
@@ -259,6 +288,7 @@ Config config_from_json(const Json& j) {
   Config c;
   TaskConfig& t = c.task;
   t.name = str("/task/name");
+  t.path = str("/task/path");
   t.vocab = i64("/task/vocab");
   t.min_len = i64("/task/min_len");
   t.max_len = i64("/task/max_len");
@@ -266,6 +296,11 @@ Config config_from_json(const Json& j) {
   t.val_size = i64("/task/val_size");
   t.test_size = i64("/task/test_size");
   t.seed = static_cast<uint64_t>(i64("/task/seed"));
+  t.max_depth = i64("/task/max_depth");
+  t.max_args = i64("/task/max_args");
+  t.levels = i64("/task/levels");
+  t.period = i64("/task/period");
+  t.noise = f64("/task/noise");
 
   ModelConfig& m = c.model;
   m.dim = i64("/model/dim");
@@ -281,6 +316,12 @@ Config config_from_json(const Json& j) {
   m.features = i64("/model/attention/features");
   m.redraw = i64("/model/attention/redraw");
   m.attention_eps = f64("/model/attention/eps");
+  m.spe.realizations = i64("/model/spe/realizations");
+  m.spe.sines = i64("/model/spe/sines");
+  m.spe.kernel_size = i64("/model/spe/kernel_size");
+  m.spe.ndim = i64("/model/spe/ndim");
+  m.spe.gated = flag("/model/spe/gated");
+  m.spe.share_across_layers = flag("/model/spe/share_across_layers");
   m.pooling = str("/model/pooling");
   m.tie_embeddings = flag("/model/tie_embeddings");
 

@@ -61,9 +61,18 @@ std::string first_difference(const Json& a, const Json& b, const std::vector<std
 // ---- The resolved config as typed values ----
 
 struct TaskConfig {
-  std::string name;
+  std::string name, path;
   int64_t vocab, min_len, max_len, train_size, val_size, test_size;
   uint64_t seed;
+  int64_t max_depth, max_args;  // listops
+  int64_t levels;               // fashion_mnist
+  int64_t period;               // extrapolation
+  double noise;
+};
+
+struct SpeConfig {
+  int64_t realizations, sines, kernel_size, ndim;
+  bool gated, share_across_layers;
 };
 
 struct ModelConfig {
@@ -75,6 +84,7 @@ struct ModelConfig {
   std::string feature_map;  // model.attention.feature_map
   int64_t features, redraw;
   double attention_eps;
+  SpeConfig spe;
   std::string pooling;
   bool tie_embeddings;
 };

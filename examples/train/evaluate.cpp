@@ -47,4 +47,42 @@ Json evaluate(const Model& model, const Task& task, Split split, int64_t batch_s
   return metrics;
 }
 
+PositionLosses evaluate_positions(const Model& model, const Task& task, Split split,
+                                  int64_t batch_size, int64_t max_batches) {
+  SPEAR_CHECK_T(ConfigError, task.spec().head == Head::language_model,
+                "per-position losses need a language model; task ", task.spec().name,
+                " is a classifier");
+  NoGradGuard no_grad;
+  const bool was_training = model.module->is_training();
+  model.module->eval();
+  PositionLosses r;
+  auto size = static_cast<int64_t>(task.examples(split).size());
+  if (max_batches > 0) size = std::min(size, max_batches * batch_size);
+  for (int64_t begin = 0; begin < size; begin += batch_size) {
+    const Batch batch = task.batch(split, begin, std::min(size, begin + batch_size));
+    // logits: (B, N, V) -> log-probabilities, read on the CPU side per scored target.
+    const Tensor log_probs = log_softmax(model.forward(batch), -1).to(f64);
+    const std::vector<double> lp = log_probs.to_vector<double>();
+    const std::vector<int64_t> predicted = argmax(log_probs, -1).to_vector<int64_t>();
+    const std::vector<int64_t> targets = batch.targets.to_vector<int64_t>();
+    const int64_t B = batch.inputs.size(0), N = batch.inputs.size(1), V = log_probs.size(2);
+    if (static_cast<int64_t>(r.count.size()) < N) {
+      r.loss.resize(N, 0.0);
+      r.correct.resize(N, 0);
+      r.count.resize(N, 0);
+    }
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t p = 0; p < N; ++p) {
+        const int64_t t = targets[b * N + p];
+        if (t == kIgnore) continue;
+        r.loss[p] -= lp[(b * N + p) * V + t];
+        r.correct[p] += predicted[b * N + p] == t;
+        ++r.count[p];
+      }
+    r.examples += B;
+  }
+  model.module->train(was_training);
+  return r;
+}
+
 }  // namespace spear::train

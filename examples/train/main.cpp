@@ -14,22 +14,8 @@
 
 namespace {
 
-// Some messages list several problems on indented lines; the terminal gets them on one.
-std::string one_line(const std::string& message) {
-  std::string line;
-  for (size_t i = 0; i < message.size(); ++i) {
-    if (message[i] != '\n') {
-      line += message[i];
-      continue;
-    }
-    line += ' ';
-    while (i + 1 < message.size() && message[i + 1] == ' ') ++i;
-  }
-  return line;
-}
-
 int fail(const std::exception& e, int status) {
-  std::cerr << "spear-train: " << one_line(e.what()) << "\n";
+  std::cerr << "spear-train: " << spear::train::one_line(e.what()) << "\n";
   return status;
 }
 

@@ -13,10 +13,18 @@
 
 namespace spear::train {
 
+// The draw stochastic layers (SPE) use in evaluation and generation: one fixed draw, so results
+// are deterministic; training uses the step number as its draw.
+inline constexpr int64_t kEvalDraw = -1;
+
 struct Model {
   std::shared_ptr<nn::Module> module;  // what the optimiser trains and a checkpoint holds
-  // batch -> logits: (B, N, vocab) for a language model, (B, classes) for a classifier.
+  // batch -> logits: (B, N, vocab) for a language model, (B, classes) for a classifier. In eval
+  // mode it first selects kEvalDraw.
   std::function<Tensor(const Batch&)> forward;
+  // Selects the draw of every stochastic positional code (a no-op without SPE). The trainer
+  // calls it with the step number before each training step.
+  std::function<void(int64_t draw)> select_draw;
 };
 
 // A CausalLM for a language-model task, an EncoderClassifier for a classifier; weights drawn from

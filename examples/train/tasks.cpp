@@ -29,6 +29,10 @@ Task::Task(TaskSpec spec, const TaskConfig& config) : spec_(std::move(spec)) {
   for (int s = 0; s < 3; ++s) {
     Generator gen(derive_seed(config.seed, streams[s]));
     std::vector<Example>& split = splits_[s];
+    if (spec_.load) {
+      split = spec_.load(order[s], sizes[s], gen);
+      continue;
+    }
     std::set<std::vector<int64_t>> drawn;
     // Rejections are rare when the task has many more distinct inputs than examples; when they
     // are not, give up with a message rather than loop for ever.
@@ -36,10 +40,11 @@ Task::Task(TaskSpec spec, const TaskConfig& config) : spec_(std::move(spec)) {
     int64_t rejections = 0;
     while (static_cast<int64_t>(split.size()) < sizes[s]) {
       Example e = spec_.sample(gen);
-      if (earlier.count(e.inputs)) {
+      if (earlier.count(e.inputs) || (spec_.unique && drawn.count(e.inputs))) {
         SPEAR_CHECK_T(ConfigError, ++rejections <= max_rejections, "task: cannot draw ", sizes[s],
-                      " ", split_name(order[s]), " examples unlike the earlier splits' after ",
-                      max_rejections, " tries: task ", spec_.name,
+                      " ", split_name(order[s]), " examples", spec_.unique ? ", all distinct," : "",
+                      " unlike the earlier splits' after ", max_rejections, " tries: task ",
+                      spec_.name,
                       " has too few distinct inputs (raise task.vocab or task.max_len, or "
                       "lower the split sizes)");
         continue;
@@ -104,19 +109,42 @@ double Task::chance_accuracy(Split split) const {
   return total ? static_cast<double>(most) / static_cast<double>(total) : 0.0;
 }
 
-std::unique_ptr<Task> make_task(const TaskConfig& config) {
+TaskSpec task_spec(const TaskConfig& config) {
   SPEAR_CHECK_T(ConfigError, config.min_len <= config.max_len, "config: task.min_len ",
                 config.min_len, " exceeds task.max_len ", config.max_len);
-  if (config.name == "reverse") return std::make_unique<Task>(reverse_task(config), config);
-  if (config.name == "majority") return std::make_unique<Task>(majority_task(config), config);
+  const std::pair<const char*, TaskSpec (*)(const TaskConfig&)> tasks[] = {
+      {"reverse", reverse_task},
+      {"majority", majority_task},
+      {"listops", listops_task},
+      {"listops_tsv", listops_tsv_task},
+      {"fashion_mnist", fashion_mnist_task},
+      {"extrapolation", extrapolation_task},
+      {"chars", chars_task}};
+  std::string names;
+  for (const auto& [name, spec] : tasks) {
+    if (config.name == name) return spec(config);
+    names += (names.empty() ? "" : "|") + std::string(name);
+  }
   throw ConfigError(
-      str_cat("config: task.name must be one of reverse|majority, got \"", config.name, "\""));
+      str_cat("config: task.name must be one of ", names, ", got \"", config.name, "\""));
+}
+
+std::unique_ptr<Task> make_task(const TaskConfig& config) {
+  return std::make_unique<Task>(task_spec(config), config);
 }
 
 std::vector<int64_t> random_sequence(Generator& gen, int64_t vocab, int64_t min_len,
                                      int64_t max_len) {
   const int64_t length = randint(min_len, max_len + 1, {1}, &gen).item<int64_t>();
   return randint(0, vocab, {length}, &gen).to_vector<int64_t>();
+}
+
+std::vector<int64_t> random_subset(Generator& gen, int64_t n, int64_t size) {
+  SPEAR_CHECK(0 <= size && size <= n, "random_subset: cannot choose ", size, " of ", n);
+  std::vector<int64_t> chosen = randperm(n, &gen).to_vector<int64_t>();
+  chosen.resize(static_cast<size_t>(size));
+  std::sort(chosen.begin(), chosen.end());
+  return chosen;
 }
 
 }  // namespace spear::train

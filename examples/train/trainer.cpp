@@ -208,6 +208,7 @@ double Trainer::elapsed_s() const {
 void Trainer::train_step(int64_t step) {
   const TrainConfig& t = config_.train;
   const Batch batch = task_->train_batch(t.seed, step, t.batch_size);
+  model_.select_draw(step);  // SPE: a new draw every step, the same on resume
   optimizer_->zero_grad();
   Tensor loss = cross_entropy(model_.forward(batch), batch.targets, kIgnore);
   loss.backward();
