@@ -46,7 +46,7 @@ struct LoadedRun {
   TaskSpec trained;                // the task as trained (nothing drawn)
   std::unique_ptr<Generator> gen;  // the model's generator, which must outlive it
   Model model;
-  std::string step;  // the checkpoint's step
+  Json step;  // the checkpoint's step (null if its metadata lacks one)
 };
 
 LoadedRun load_run(const std::string& dir) {
@@ -69,7 +69,10 @@ LoadedRun load_run(const std::string& dir) {
         str_cat(path, " does not fit the model of ", run.file("config.json"), ": ", e.what()));
   }
   const auto step = file.metadata.find("step");
-  r.step = step == file.metadata.end() ? "?" : step->second;
+  if (step != file.metadata.end()) {
+    const Json value = Json::parse(step->second, nullptr, /*allow_exceptions=*/false);
+    if (value.is_number_integer()) r.step = value;
+  }
   r.model.module->eval();
   return r;
 }
@@ -183,6 +186,7 @@ void generate(const LoadedRun& run, const EvalCommandLine& cli, std::ostream& ou
                 " is a classifier");
   const std::vector<int64_t> prompt = prompt_ids(spec, cli.prompt);
   const auto P = static_cast<int64_t>(prompt.size());
+  run.model.select_draw(kEvalDraw);  // SPE: one fixed draw for the whole generation
   const std::vector<int64_t> ids =
       lm->generate(tensor(prompt, {1, P}), cli.generate, cli.sampling).to_vector<int64_t>();
   if (spec.text) {
