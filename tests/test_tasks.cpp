@@ -287,7 +287,8 @@ TEST_CASE("extrapolation: next-token targets, the period's echo, determinism") {
   TaskConfig noisy = c;
   noisy.noise = 0.5;
   int64_t same = 0, total = 0;
-  for (const Example& e : make_task(noisy)->examples(Split::train))
+  const auto noisy_task = make_task(noisy);  // alive for the whole loop
+  for (const Example& e : noisy_task->examples(Split::train))
     for (size_t t = 4; t < 24; ++t) same += e.inputs[t] == e.inputs[t - 4], ++total;
   CHECK(static_cast<double>(same) / total == doctest::Approx(0.6).epsilon(0.08));
 }
