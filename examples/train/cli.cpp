@@ -20,12 +20,12 @@ std::string default_of(const std::string& path) {
 
 }  // namespace
 
-CommandLine parse_command_line(const std::vector<std::string>& args) {
-  CommandLine cli;
+std::vector<Flag> parse_flags(const std::vector<std::string>& args, bool& help) {
+  std::vector<Flag> flags;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string flag = args[i], value;
     if (flag == "--help" || flag == "-h") {
-      cli.help = true;
+      help = true;
       continue;
     }
     SPEAR_CHECK_T(ConfigError, flag.compare(0, 2, "--") == 0, "unexpected argument '", flag,
@@ -39,6 +39,14 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
       SPEAR_CHECK_T(ConfigError, i + 1 < args.size(), flag, " needs a value (see --help)");
       value = args[++i];
     }
+    flags.push_back({flag, value});
+  }
+  return flags;
+}
+
+CommandLine parse_command_line(const std::vector<std::string>& args) {
+  CommandLine cli;
+  for (const auto& [flag, value] : parse_flags(args, cli.help)) {
     if (flag == "--config") {
       cli.config_path = value;
     } else if (flag == "--out") {

@@ -26,6 +26,13 @@ struct CommandLine {
 // malformed --set.
 CommandLine parse_command_line(const std::vector<std::string>& args);
 
+// The command line as (flag, value) pairs, "--flag value" and "--flag=value" alike; "--help" and
+// "-h" set `help` instead. Throws ConfigError for a stray argument or a flag without a value.
+struct Flag {
+  std::string name, value;
+};
+std::vector<Flag> parse_flags(const std::vector<std::string>& args, bool& help);
+
 // What to train: the config file (or, when resuming without one, the run's config.json) with the
 // overrides, resolved; the run directory (--resume DIR, else --out, else runs/<config name>).
 TrainOptions train_options(const CommandLine& cli);

@@ -4,6 +4,7 @@
 #include <memory>
 #include <sstream>
 
+#include "examples/train/cli.h"
 #include "examples/train/evaluate.h"
 #include "examples/train/model.h"
 #include "examples/train/run_dir.h"
@@ -205,22 +206,7 @@ void generate(const LoadedRun& run, const EvalCommandLine& cli, std::ostream& ou
 EvalCommandLine parse_eval_command_line(const std::vector<std::string>& args) {
   EvalCommandLine cli;
   std::vector<std::string> evaluating, sampling;  // the flags of each mode given
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string flag = args[i], value;
-    if (flag == "--help" || flag == "-h") {
-      cli.help = true;
-      continue;
-    }
-    SPEAR_CHECK_T(ConfigError, flag.compare(0, 2, "--") == 0, "unexpected argument '", flag,
-                  "' (see --help)");
-    const size_t eq = flag.find('=');
-    if (eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-    } else {
-      SPEAR_CHECK_T(ConfigError, i + 1 < args.size(), flag, " needs a value (see --help)");
-      value = args[++i];
-    }
+  for (const auto& [flag, value] : parse_flags(args, cli.help)) {
     if (flag == "--run") {
       cli.run_dir = value;
     } else if (flag == "--split") {

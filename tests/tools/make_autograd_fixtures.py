@@ -10,14 +10,13 @@ The functions (keep them in step with tests/test_torch_fixtures.cpp):
   attention: one causal softmax self-attention block, 2 heads, loss = mean(out^2)
   causal:    a cumsum-based causal linear attention with elu+1 features, loss = sum(out * w)
 """
-import json
 import os
-import struct
 import sys
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from safetensors_writer import write_safetensors
 
 torch.manual_seed(0)
 DT = torch.float64
@@ -70,20 +69,8 @@ def main(out_path):
         for key, t in constants.items():
             tensors.append((f"{name}.const.{key}", t.numpy()))
         tensors.append((f"{name}.loss", loss.detach().numpy()))
-    header, offset = {"__metadata__": {"writer": "make_autograd_fixtures.py",
-                                       "torch": torch.__version__}}, 0
-    tags = {"float64": "F64", "int64": "I64"}
-    blobs = []
-    for name, array in tensors:
-        array = np.array(array, order="C")  # keeps 0-d arrays 0-d
-        header[name] = {"dtype": tags[array.dtype.name], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
-        blobs.append(array.astype(array.dtype.newbyteorder("<")).tobytes())
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(out_path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    write_safetensors(out_path, tensors,
+                      {"writer": "make_autograd_fixtures.py", "torch": torch.__version__})
 
 
 if __name__ == "__main__":

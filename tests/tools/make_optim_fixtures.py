@@ -18,13 +18,12 @@ Runs:
   adam            lr 0.01, weight decay 0.1 (L2, added to the gradient)
   adamw           lr 0.01 * k / 5 at step k (set before each step), weight decay 0.01 (decoupled)
 """
-import json
 import os
-import struct
 import sys
 
-import numpy as np
 import torch
+
+from safetensors_writer import write_safetensors
 
 torch.manual_seed(0)
 DT = torch.float64
@@ -73,19 +72,8 @@ def main(out_path):
         tensors += [(f"grad.{k}.{n}", t) for n, t in grads.items()]
     for run_name, spec in RUNS.items():
         tensors += [(f"{run_name}.{key}", t) for key, t in run(*spec).items()]
-    header, offset = {"__metadata__": {"writer": "make_optim_fixtures.py",
-                                       "torch": torch.__version__}}, 0
-    blobs = []
-    for name, t in tensors:
-        array = np.array(t.numpy(), order="C")
-        header[name] = {"dtype": "F64", "shape": list(array.shape),
-                        "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
-        blobs.append(array.astype("<f8").tobytes())
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(out_path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    write_safetensors(out_path, [(name, t.numpy().astype("<f8")) for name, t in tensors],
+                      {"writer": "make_optim_fixtures.py", "torch": torch.__version__})
 
 
 if __name__ == "__main__":

@@ -24,57 +24,31 @@ D=2, R=3, P=(2, 3), grid 3 x 4, offset 0):
 Metadata: seed, draw, and per prefix the offset, kernel size and grid.
 """
 import json
-import math
 import os
-import struct
 import sys
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+import spear_random
+from safetensors_writer import write_safetensors
+
 SEED, DRAW, B = 2021, 3, 2
-M32, M64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
 CASES = {
     "conv1d": dict(H=2, D=3, R=4, P=(4,), grid=(7, 1), offset=5),
     "conv2d": dict(H=1, D=2, R=3, P=(2, 3), grid=(3, 4), offset=0),
 }
 
 
-def splitmix64(x):
-    x = (x + 0x9E3779B97F4A7C15) & M64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
-    return x ^ (x >> 31)
-
-
 def stream_seed(stream):
-    return splitmix64(splitmix64(splitmix64(SEED) ^ DRAW) ^ stream)
-
-
-def philox4x32(c, k):
-    c, k = list(c), list(k)
-    for rnd in range(10):
-        if rnd > 0:
-            k = [(k[0] + 0x9E3779B9) & M32, (k[1] + 0xBB67AE85) & M32]
-        p0, p1 = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
-        c = [((p1 >> 32) ^ c[1] ^ k[0]) & M32, p1 & M32, ((p0 >> 32) ^ c[3] ^ k[1]) & M32,
-             p0 & M32]
-    return c
-
-
-def normal(seed, i):
-    """Element i of spear::randn(..., f64, &Generator(seed)): Box-Muller of Philox block i."""
-    b = philox4x32([i & M32, i >> 32, 0, 0], [seed & M32, seed >> 32])
-    u1 = (float(((b[0] << 32) | b[1]) >> 12) + 0.5) * 2.0**-52
-    u2 = float(((b[2] << 32) | b[3]) >> 11) * 2.0**-53
-    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2 * math.pi * u2)
+    return spear_random.stream_seed(SEED, DRAW, stream)
 
 
 def noise(seed, rows, cols, C, R):
     """eps[t1, t2, c, r] for rows 0 .. rows-1 and columns 0 .. cols-1 of the extended grid."""
     out = np.empty((rows, cols, C, R))
     for t1, t2, c, r in np.ndindex(out.shape):
-        out[t1, t2, c, r] = normal(seed, ((t1 * cols + t2) * C + c) * R + r)
+        out[t1, t2, c, r] = spear_random.normal(seed, ((t1 * cols + t2) * C + c) * R + r)
     return out
 
 
@@ -129,20 +103,7 @@ def main(out_path):
         metadata[f"{prefix}.offset"] = str(case["offset"])
         metadata[f"{prefix}.kernel_size"] = json.dumps(list(case["P"]))
         metadata[f"{prefix}.grid"] = json.dumps(list(case["grid"]))
-    header = {"__metadata__": metadata}
-    tags = {"float64": "F64", "int64": "I64"}
-    offset, blobs = 0, []
-    for name, array in tensors.items():
-        array = np.ascontiguousarray(array)
-        header[name] = {"dtype": tags[array.dtype.name], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
-        blobs.append(array.astype(array.dtype.newbyteorder("<")).tobytes())
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    with open(out_path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    write_safetensors(out_path, tensors.items(), metadata)
 
 
 if __name__ == "__main__":

@@ -19,51 +19,21 @@ Contents (H=2 heads, D=3 features, K=2 sines, R=4 realizations, N=6 positions fr
   q, k (B, N, H, D), qhat, khat (B, N, H, R)      the gated filter's inputs and outputs
 Metadata: seed, draw, offset, layer.
 """
-import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 
+import spear_random
+from safetensors_writer import write_safetensors
+
 H, D, K, R, N, B = 2, 3, 2, 4, 6, 2
 SEED, DRAW, OFFSET, LAYER = 2021, 3, 5, 1
-M32, M64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
-
-
-def splitmix64(x):
-    x = (x + 0x9E3779B97F4A7C15) & M64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
-    return x ^ (x >> 31)
 
 
 def stream_seed(stream):
-    return splitmix64(splitmix64(splitmix64(SEED) ^ DRAW) ^ stream)
-
-
-def philox4x32(c, k):
-    c, k = list(c), list(k)
-    for rnd in range(10):
-        if rnd > 0:
-            k = [(k[0] + 0x9E3779B9) & M32, (k[1] + 0xBB67AE85) & M32]
-        p0, p1 = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
-        c = [((p1 >> 32) ^ c[1] ^ k[0]) & M32, p1 & M32, ((p0 >> 32) ^ c[3] ^ k[1]) & M32,
-             p0 & M32]
-    return c
-
-
-def randn(shape, seed):
-    """spear::randn(shape, f64, &Generator(seed)): element i from Philox block i."""
-    key = [seed & M32, seed >> 32]
-    out = []
-    for i in range(int(np.prod(shape))):
-        b = philox4x32([i & M32, i >> 32, 0, 0], key)
-        u1 = (float(((b[0] << 32) | b[1]) >> 12) + 0.5) * 2.0**-52
-        u2 = float(((b[2] << 32) | b[3]) >> 11) * 2.0**-53
-        out.append(math.sqrt(-2.0 * math.log(u1)) * math.cos(2 * math.pi * u2))
-    return np.array(out).reshape(shape)
+    return spear_random.stream_seed(SEED, DRAW, stream)
 
 
 def softplus(x):
@@ -85,7 +55,7 @@ def build():
 
     f = sigmoid(freqs) / 2
     scale = (R * D) ** -0.25
-    eps = randn((H, D, 2 * K, R), stream_seed(0))
+    eps = spear_random.randn((H, D, 2 * K, R), stream_seed(0))
     lam = np.repeat(softplus(gains), 2, axis=-1)  # g0, g0, g1, g1, ...
     z = lam[..., None] * eps / math.sqrt(2 * K)  # (H, D, 2K, R)
 
@@ -106,7 +76,7 @@ def build():
     gamma = sigmoid(gate)
     gated_kernel = (1 - gamma[..., None]) * kernel + gamma[..., None]
 
-    eta = randn((H, D, R), stream_seed(1 + LAYER)) * (D * R) ** -0.25
+    eta = spear_random.randn((H, D, R), stream_seed(1 + LAYER)) * (D * R) ** -0.25
     qbar_g = np.sqrt(1 - gamma)[..., None] * qbar[0] + np.sqrt(gamma)[..., None] * eta
     kbar_g = np.sqrt(1 - gamma)[..., None] * kbar[0] + np.sqrt(gamma)[..., None] * eta
     qhat = np.einsum("bnhd,nhdr->bnhr", q, qbar_g)
@@ -117,21 +87,9 @@ def build():
 
 
 def main(out_path):
-    header = {"__metadata__": {"writer": "make_spe_sine_fixture.py", "seed": str(SEED),
-                               "draw": str(DRAW), "offset": str(OFFSET), "layer": str(LAYER)}}
-    tags = {"float64": "F64", "int64": "I64"}
-    offset, blobs = 0, []
-    for name, array in build().items():
-        array = np.ascontiguousarray(array)
-        header[name] = {"dtype": tags[array.dtype.name], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
-        blobs.append(array.astype(array.dtype.newbyteorder("<")).tobytes())
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    with open(out_path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    write_safetensors(out_path, build().items(),
+                      {"writer": "make_spe_sine_fixture.py", "seed": str(SEED), "draw": str(DRAW),
+                       "offset": str(OFFSET), "layer": str(LAYER)})
 
 
 if __name__ == "__main__":

@@ -18,16 +18,15 @@ Tensor names: "<model>.state.<spear parameter name>", "<model>.ids", "<model>.ma
 OFFSET), "<model>.loss" (cross-entropy of the logits against "<model>.targets") and
 "<model>.grad.<spear parameter name>".
 """
-import json
 import math
 import os
-import struct
 import sys
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from safetensors_writer import write_safetensors
 
 OFFSET = 3
 
@@ -232,24 +231,8 @@ def main(out_path):
                     (f"{name}.logits", logits.detach()), (f"{name}.logits_offset", shifted),
                     (f"{name}.loss", loss.detach())]
         tensors += [(f"{name}.grad.{k}", g) for k, g in spear_names(grads).items()]
-    write_safetensors(out_path, tensors)
-
-
-def write_safetensors(path, tensors):
-    header, offset = {"__metadata__": {"writer": "torch_model.py", "torch": torch.__version__}}, 0
-    tags = {"float32": "F32", "int64": "I64"}
-    blobs = []
-    for name, t in tensors:
-        array = np.array(t.detach().numpy(), order="C")  # keeps 0-d arrays 0-d
-        header[name] = {"dtype": tags[array.dtype.name], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
-        blobs.append(array.astype(array.dtype.newbyteorder("<")).tobytes())
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    write_safetensors(out_path, [(name, t.detach().numpy()) for name, t in tensors],
+                      {"writer": "torch_model.py", "torch": torch.__version__})
 
 
 if __name__ == "__main__":
