@@ -4,7 +4,8 @@
 // A PositionalCode draws, per (head h, feature d), R realizations of two jointly stationary
 // Gaussian processes Qbar(n), Kbar(n) whose cross-covariance is a learnable kernel P_hd(m - n).
 // The per-layer SPEFilter turns queries and keys into
-//   qhat[b,n,h,r] = sum_d q[b,n,h,d] Qbar[n,h,d,r],   khat[b,n,h,r] = sum_d k[b,n,h,d] Kbar[n,h,d,r]
+//   qhat[b,n,h,r] = sum_d q[b,n,h,d] Qbar[n,h,d,r],   khat[b,n,h,r] = sum_d k[b,n,h,d]
+//   Kbar[n,h,d,r]
 // so that E[qhat_m . khat_n] = sqrt(R/D) sum_d q_md k_nd P_d(m - n) (spec 1.3-1.4): the attention
 // that follows sees a relative-position-aware logit while staying linear in N.
 //
@@ -45,7 +46,8 @@ class PositionalCode : public nn::Module {
   // q, k: (B, N, H, D) at positions offset .. offset + N - 1 -> (qhat, khat): (B, N, H, R), for
   // q and k already scaled by sqrt(1 - gamma) when gated. Fused: the (N, H, D, R) codes are
   // never held whole. Differentiable in q, k and every parameter of the code.
-  virtual std::pair<Tensor, Tensor> filter(const Tensor& q, const Tensor& k, int64_t offset) const = 0;
+  virtual std::pair<Tensor, Tensor> filter(const Tensor& q, const Tensor& k,
+                                           int64_t offset) const = 0;
   // The codes themselves, (1, N, H, D, R) each (Qbar, Kbar), differentiable: the composed path,
   // for tests and for small N.
   virtual std::pair<Tensor, Tensor> codes(int64_t n, int64_t offset) const = 0;
@@ -99,7 +101,8 @@ class ConvSPE : public PositionalCode {
 class SPEFilter : public nn::QKEncoding {
  public:
   SPEFilter(std::shared_ptr<PositionalCode> code, bool gated, uint64_t layer, bool owns_code);
-  std::pair<Tensor, Tensor> forward(const Tensor& q, const Tensor& k, int64_t offset) const override;
+  std::pair<Tensor, Tensor> forward(const Tensor& q, const Tensor& k,
+                                    int64_t offset) const override;
   int64_t output_width(int64_t head_dim) const override;
   // E[qhat . khat] per (h, d) at the given lags, gate included: (1 - gamma) P + gamma.
   Tensor expected_kernel(const Tensor& lags) const;
