@@ -50,39 +50,32 @@ constexpr DType dtype_of<int64_t>() {
 
 }  // namespace spear
 
+// One case of a dtype switch: the body runs with `scalar_t` bound to `type`.
+#define SPEAR_DISPATCH_CASE(enum_value, type, ...) \
+  case ::spear::DType::enum_value: {               \
+    using scalar_t = type;                         \
+    return __VA_ARGS__();                          \
+  }
+
 // Runs the body with `scalar_t` bound to the C++ type of `dtype`; other dtypes throw naming `op`.
 #define SPEAR_DISPATCH_FLOAT(dtype, op, ...)                                              \
   [&] {                                                                                   \
     switch (dtype) {                                                                      \
-      case ::spear::DType::f32: {                                                         \
-        using scalar_t = float;                                                           \
-        return __VA_ARGS__();                                                             \
-      }                                                                                   \
-      case ::spear::DType::f64: {                                                         \
-        using scalar_t = double;                                                          \
-        return __VA_ARGS__();                                                             \
-      }                                                                                   \
+      SPEAR_DISPATCH_CASE(f32, float, __VA_ARGS__)                                        \
+      SPEAR_DISPATCH_CASE(f64, double, __VA_ARGS__)                                       \
       default:                                                                            \
         throw ::spear::DTypeError(std::string(op) + ": expected a floating dtype, got " + \
                                   ::spear::dtype_name(dtype));                            \
     }                                                                                     \
   }()
 
+// The same over every dtype, i64 included.
 #define SPEAR_DISPATCH_ALL(dtype, op, ...)                          \
   [&] {                                                             \
     switch (dtype) {                                                \
-      case ::spear::DType::f32: {                                   \
-        using scalar_t = float;                                     \
-        return __VA_ARGS__();                                       \
-      }                                                             \
-      case ::spear::DType::f64: {                                   \
-        using scalar_t = double;                                    \
-        return __VA_ARGS__();                                       \
-      }                                                             \
-      case ::spear::DType::i64: {                                   \
-        using scalar_t = int64_t;                                   \
-        return __VA_ARGS__();                                       \
-      }                                                             \
+      SPEAR_DISPATCH_CASE(f32, float, __VA_ARGS__)                  \
+      SPEAR_DISPATCH_CASE(f64, double, __VA_ARGS__)                 \
+      SPEAR_DISPATCH_CASE(i64, int64_t, __VA_ARGS__)                \
     }                                                               \
     throw ::spear::DTypeError(std::string(op) + ": unknown dtype"); \
   }()
