@@ -43,9 +43,10 @@ class Context {
   DType input_dtype(size_t i) const { return input_dtypes_[i]; }
 
   // Non-tensor values the backward needs; each Function documents which ones it uses.
-  std::vector<int64_t> dims;  // dims, sizes or positions
-  double scalar = 0;          // an exponent, a probability, a fill value
-  bool flag = false;          // keepdim, reverse, ...
+  std::vector<int64_t> dims;    // dims, sizes or positions
+  double scalar = 0;            // an exponent, a probability, a fill value
+  std::vector<double> scalars;  // when one scalar is not enough
+  bool flag = false;            // keepdim, reverse, ...
 
  private:
   template <typename Op>

@@ -46,7 +46,19 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
   // graph, and the optimiser later scales .grad() in place.
   meta.grad = meta.grad.defined() ? kernels::binary(kernels::BinaryOp::add, meta.grad, grad_output)
                                   : kernels::clone(grad_output);
+  for (const auto& hook : meta.post_accumulate_grad_hooks) hook(Tensor(leaf_));
   return {};
+}
+
+void register_post_accumulate_grad_hook(const Tensor& leaf,
+                                        std::function<void(const Tensor& leaf)> hook) {
+  SPEAR_CHECK_T(AutogradError, leaf.is_leaf() && leaf.requires_grad(),
+                "register_post_accumulate_grad_hook: the tensor must be a leaf that requires grad");
+  leaf.impl().autograd->post_accumulate_grad_hooks.push_back(std::move(hook));
+}
+
+void clear_post_accumulate_grad_hooks(const Tensor& leaf) {
+  if (leaf.impl().autograd) leaf.impl().autograd->post_accumulate_grad_hooks.clear();
 }
 
 Edge gradient_edge(const Tensor& t) {

@@ -3,6 +3,7 @@
 // loss back to the leaves. A leaf (a parameter) is reached through its AccumulateGrad node, which
 // adds the incoming gradient into the leaf's .grad().
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@ struct AutogradMeta {
   Tensor grad;                           // leaves: the accumulated gradient
   std::shared_ptr<Node> grad_fn;         // op outputs: the node that made them
   std::weak_ptr<Node> grad_accumulator;  // leaves: shared by every use of the leaf
+  std::vector<std::function<void(const Tensor&)>> post_accumulate_grad_hooks;  // leaves
 };
 
 // A tensor kept for the backward pass. It is stored detached (so the graph holds no cycle through
@@ -70,6 +72,16 @@ class AccumulateGrad : public Node {
 // The edge that leads to `t`'s gradient: its grad_fn, its AccumulateGrad if it is a leaf that
 // requires grad, or an empty edge.
 Edge gradient_edge(const Tensor& t);
+
+// Runs hook(leaf) each time backward has added the leaf's gradient of that pass into .grad(),
+// after PyTorch's register_post_accumulate_grad_hook. Every use of a leaf feeds one
+// AccumulateGrad node, which the engine runs once all its uses have sent their part, so
+// leaf.grad() is final for the pass when the hook runs: data-parallel training starts sending it
+// then, while backward goes on with the rest of the graph (examples/train/distributed.h). A leaf
+// that gets no gradient in a pass does not run its hooks.
+void register_post_accumulate_grad_hook(const Tensor& leaf,
+                                        std::function<void(const Tensor& leaf)> hook);
+void clear_post_accumulate_grad_hooks(const Tensor& leaf);
 
 // Makes `node` the producer of `out`: out.requires_grad() becomes true.
 void set_history(Tensor& out, const std::shared_ptr<Node>& node);

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "tensor/linear_attention_options.h"
 #include "tensor/tensor.h"
 
 namespace spear {
@@ -135,6 +136,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 // Fused: memory O(N (F + M)) per (batch, head) forward and backward, even when causal.
 Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                         double eps = 1e-6);
+// The same with the feature map applied inside (q, k raw; phi = options.feature_map), and a
+// key_padding_mask (B, N), non-zero at padded keys, or undefined: padded keys leave both sums.
+Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& key_padding_mask, const LinearAttentionOptions& options);
 // q, k: (B, N, H, D), v: (B, N, H, M), key_padding_mask: (B, N) non-zero at padding, or
 // undefined -> softmax(q k^T / sqrt(D)) v: (B, N, H, M), over keys j <= i when causal. Fused and
 // tiled: memory O(N (D + M)) per (batch, head), never N x N. A query seeing no key gives zeros.

@@ -11,6 +11,11 @@ Tensor EluFeatureMap::forward(const Tensor& x, bool) const {
   return elu(x) + 1.0;
 }
 
+bool EluFeatureMap::fuse_into(LinearAttentionOptions& options) const {
+  options.feature_map = FeatureMapKind::elu;
+  return true;
+}
+
 ReluFeatureMap::ReluFeatureMap(double epsilon) : FeatureMap("ReluFeatureMap"), epsilon_(epsilon) {
   SPEAR_CHECK_T(ConfigError, epsilon > 0, "ReluFeatureMap: epsilon must be positive, got ", epsilon,
                 " (features must stay > 0 for the denominator)");
@@ -18,6 +23,12 @@ ReluFeatureMap::ReluFeatureMap(double epsilon) : FeatureMap("ReluFeatureMap"), e
 
 Tensor ReluFeatureMap::forward(const Tensor& x, bool) const {
   return relu(x) + epsilon_;
+}
+
+bool ReluFeatureMap::fuse_into(LinearAttentionOptions& options) const {
+  options.feature_map = FeatureMapKind::relu;
+  options.relu_eps = epsilon_;
+  return true;
 }
 
 std::string ReluFeatureMap::extra_repr() const {
@@ -117,15 +128,20 @@ LinearAttention::LinearAttention(std::shared_ptr<FeatureMap> map, double eps, bo
 Tensor LinearAttention::forward(const Tensor& q, const Tensor& k, const Tensor& v,
                                 const Tensor& key_padding_mask, bool causal) const {
   feature_map->before_forward();
+  LinearAttentionOptions options;
+  options.causal = causal;
+  options.eps = eps_;
+  if (fused_ && feature_map->fuse_into(options))
+    return linear_attention(q, k, v, key_padding_mask, options);
   Tensor phi_q = feature_map->forward(q, true);
   Tensor phi_k = feature_map->forward(k, false);
+  if (fused_) return linear_attention(phi_q, phi_k, v, key_padding_mask, options);
   if (key_padding_mask.defined()) {
     // (B, N) non-zero at padding -> keep (B, N, 1, 1): padded keys leave both sums.
     Tensor keep = eq(key_padding_mask.to(phi_k.dtype()), zeros({}, phi_k.dtype()));
     phi_k = phi_k * keep.unsqueeze(-1).unsqueeze(-1);
   }
-  return fused_ ? linear_attention(phi_q, phi_k, v, causal, eps_)
-                : linear_attention_composed(phi_q, phi_k, v, causal, eps_);
+  return linear_attention_composed(phi_q, phi_k, v, causal, eps_);
 }
 
 // q, k: (B,1,H,D), v: (B,1,H,M), state {S: (B,H,F,M), z: (B,H,F)} -> (B,1,H,M)

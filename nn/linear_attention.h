@@ -23,18 +23,23 @@ class FeatureMap : public Module {
   virtual int64_t num_features(int64_t head_dim) const { return head_dim; }
   // Called once per attention call, before the queries and keys are mapped (FAVOR+ redraws here).
   virtual void before_forward() {}
+  // A map the fused kernel can apply itself (an element-wise one) sets options.feature_map and
+  // returns true; the kernel then reads the raw q and k once instead of their mapped copies.
+  virtual bool fuse_into(LinearAttentionOptions&) const { return false; }
 };
 
 class EluFeatureMap : public FeatureMap {
  public:
   EluFeatureMap() : FeatureMap("EluFeatureMap") {}
   Tensor forward(const Tensor& x, bool is_query) const override;
+  bool fuse_into(LinearAttentionOptions& options) const override;
 };
 
 class ReluFeatureMap : public FeatureMap {
  public:
   explicit ReluFeatureMap(double epsilon = 1e-3);
   Tensor forward(const Tensor& x, bool is_query) const override;
+  bool fuse_into(LinearAttentionOptions& options) const override;
 
  protected:
   std::string extra_repr() const override;
@@ -79,8 +84,8 @@ std::shared_ptr<FeatureMap> make_feature_map(const std::string& name, int64_t he
                                              uint64_t seed);
 
 // The AttentionKernel. Padded keys get phi(k) = 0, so they leave both sums. `fused` picks the
-// hand-written op (spear::linear_attention); otherwise the composition of ops below, which is its
-// test oracle.
+// hand-written op (spear::linear_attention, with the feature map inside when it is element-wise);
+// otherwise the composition of ops below, which is its test oracle.
 class LinearAttention : public AttentionKernel {
  public:
   explicit LinearAttention(std::shared_ptr<FeatureMap> feature_map, double eps = 1e-6,

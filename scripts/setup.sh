@@ -4,7 +4,8 @@ set -euo pipefail
 
 SPEAR_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SPEAR_PACKAGES=(cmake g++ make libopenblas-dev libtbb-dev doctest-dev nlohmann-json3-dev
-                zlib1g-dev python3 python3-numpy python3-matplotlib dataset-fashion-mnist)
+                zlib1g-dev libopenmpi-dev openmpi-bin python3 python3-numpy python3-matplotlib
+                dataset-fashion-mnist)
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 fail() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }

@@ -1,8 +1,10 @@
 // Unary maps, broadcasting binary ops and where, on contiguous and strided inputs.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 
+#include "tensor/kernels/fast_exp.h"
 #include "tensor/kernels/kernels.h"
 #include "tensor/parallel.h"
 #include "tensor/tensor.h"
@@ -179,4 +181,17 @@ TEST_CASE("elementwise results are bit-identical with 1 and 2 threads") {
   std::vector<float> one = run();
   set_num_threads(2);
   CHECK(run() == one);
+}
+
+TEST_CASE("fast_exp is within 2 ulp of expf, 0 below the float range and inf above it") {
+  double worst = 0;
+  for (float x = -87.0f; x <= 88.0f; x += 0.001953125f) {  // 2^-9 steps: 90 000 points
+    const double want = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::fabs(kernels::fast_exp(x) - want) / want);
+  }
+  CHECK(worst < 2 * 1.1920929e-7);  // 2 ulp of a float (FLT_EPSILON = 2^-23)
+  CHECK(kernels::fast_exp(0.0f) == 1.0f);
+  CHECK(kernels::fast_exp(-100.0f) == 0.0f);
+  CHECK(kernels::fast_exp(-INFINITY) == 0.0f);
+  CHECK(std::isinf(kernels::fast_exp(100.0f)));
 }

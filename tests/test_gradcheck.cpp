@@ -336,6 +336,24 @@ const std::vector<Row>& table() {
       {"linear_attention",
        {positive_leaf({1, 6, 2, 3}), positive_leaf({1, 6, 2, 3}), leaf({1, 6, 2, 2})},
        [](const V& in) { return linear_attention(in[0], in[1], in[2], true); }},
+      // Raw queries and keys through the fused elu and relu maps, with a padded key.
+      {"linear_attention",
+       {leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3}), leaf({2, 5, 2, 4})},
+       [](const V& in) {
+         LinearAttentionOptions options;
+         options.feature_map = FeatureMapKind::elu;
+         return linear_attention(in[0], in[1], in[2], ids({0, 0, 1, 0, 0, 0, 0, 0, 0, 1}, {2, 5}),
+                                 options);
+       }},
+      {"linear_attention",
+       {leaf({1, 6, 2, 3}), leaf({1, 6, 2, 3}), leaf({1, 6, 2, 2})},
+       [](const V& in) {
+         LinearAttentionOptions options;
+         options.causal = true;
+         options.feature_map = FeatureMapKind::relu;
+         options.relu_eps = 0.1;
+         return linear_attention(in[0], in[1], in[2], ids({0, 1, 0, 0, 0, 0}, {1, 6}), options);
+       }},
       {"layer_norm",
        {leaf({3, 5}), leaf({5}), leaf({5})},
        [](const V& in) { return layer_norm(in[0], in[1], in[2]); }},

@@ -89,10 +89,11 @@ void check_fused_equals_composed(DType dtype, double tol, bool causal, int64_t n
 }  // namespace
 
 TEST_CASE("fused linear attention equals the composed ops, forward and gradients") {
-  // N = 150 spans three causal chunks, the last one partial. (N = 1 is left to the explicit test:
+  // N = 150 spans three causal chunks, N = 600 three non-causal ones, the last ones partial. (N = 1
+  // is left to the explicit test:
   // there y = v (q.k) / (q.k + eps), so dq and dk are of order eps and pure cancellation.)
   for (bool causal : {false, true})
-    for (int64_t n : {2, 7, 150}) {
+    for (int64_t n : {2, 7, 150, 600}) {
       check_fused_equals_composed(f64, 1e-12, causal, n);
       check_fused_equals_composed(f32, 1e-5, causal, n);
     }
@@ -118,9 +119,10 @@ TEST_CASE("causal fused linear attention matches the explicit O(N^2) computation
 TEST_CASE("linear attention gradients pass gradcheck across chunk boundaries") {
   Generator gen(5);
   for (bool causal : {true, false}) {
-    Tensor q = features({1, 70, 1, 2}, f64, gen).requires_grad_();
-    Tensor k = features({1, 70, 1, 2}, f64, gen).requires_grad_();
-    Tensor v = randn({1, 70, 1, 2}, f64, &gen).requires_grad_();
+    const int64_t n = causal ? 70 : 300;  // two chunks
+    Tensor q = features({1, n, 1, 2}, f64, gen).requires_grad_();
+    Tensor k = features({1, n, 1, 2}, f64, gen).requires_grad_();
+    Tensor v = randn({1, n, 1, 2}, f64, &gen).requires_grad_();
     auto result = gradcheck(
         [&](const std::vector<Tensor>& in) {
           return linear_attention(in[0], in[1], in[2], causal);
@@ -134,9 +136,15 @@ TEST_CASE("linear attention is bit-identical with 1 and 2 threads, and checks it
   Generator gen(9);
   Tensor q = features({2, 300, 4, 16}, f32, gen), k = features({2, 300, 4, 16}, f32, gen);
   Tensor v = randn({2, 300, 4, 16}, f32, &gen), g = randn({2, 300, 4, 16}, f32, &gen);
+  Tensor mask = gt(rand({2, 300}, f32, &gen), full({}, 0.8));
   auto run = [&] {
-    std::vector<float> out = kernels::linear_attention(q, k, v, true, 1e-6).to_vector<float>();
-    for (const Tensor& d : kernels::linear_attention_backward(q, k, v, g, true, 1e-6)) {
+    LinearAttentionOptions options;
+    options.causal = true;
+    options.feature_map = FeatureMapKind::elu;
+    std::vector<Tensor> forward = kernels::linear_attention(q, k, v, mask, options);
+    std::vector<float> out = forward[0].to_vector<float>();
+    for (const Tensor& d :
+         kernels::linear_attention_backward(q, k, v, mask, forward[1], g, options)) {
       std::vector<float> dv = d.to_vector<float>();
       out.insert(out.end(), dv.begin(), dv.end());
     }
@@ -149,4 +157,80 @@ TEST_CASE("linear attention is bit-identical with 1 and 2 threads, and checks it
   CHECK_THROWS_AS(linear_attention(q, k.slice(3, 0, 8), v, true), ShapeError);
   CHECK_THROWS_AS(linear_attention(q, k, v.to(f64), true), DTypeError);
   CHECK_THROWS_AS(linear_attention(q.reshape({600, 4, 16}), k, v, true), ShapeError);
+  LinearAttentionOptions options;
+  CHECK_THROWS_WITH_AS(linear_attention(q, k, v, zeros({2, 299}), options),
+                       doctest::Contains("key_padding_mask"), ShapeError);
+}
+
+namespace {
+
+// The feature map and the key padding inside the kernel against the composed path: map, zero the
+// padded keys, attend.
+void check_fused_map_equals_composed(DType dtype, double tol, FeatureMapKind map, bool causal,
+                                     int64_t n) {
+  CAPTURE(static_cast<int>(map));
+  CAPTURE(causal);
+  CAPTURE(n);
+  Generator gen(20 + n);
+  Tensor q = randn({2, n, 3, 5}, dtype, &gen).requires_grad_();
+  Tensor k = randn({2, n, 3, 5}, dtype, &gen).requires_grad_();
+  Tensor v = randn({2, n, 3, 4}, dtype, &gen).requires_grad_();
+  Tensor g = randn({2, n, 3, 4}, dtype, &gen);
+  Tensor mask = gt(rand({2, n}, f64, &gen), full({}, 0.7, f64));  // ~30 % padded keys
+  LinearAttentionOptions options;
+  options.causal = causal;
+  options.feature_map = map;
+  options.relu_eps = 0.01;
+  Tensor fused = linear_attention(q, k, v, mask, options);
+  fused.backward(g);
+  std::vector<Tensor> fused_grads = {q.grad(), k.grad(), v.grad()};
+  q.zero_grad();
+  k.zero_grad();
+  v.zero_grad();
+  std::shared_ptr<nn::FeatureMap> phi;
+  if (map == FeatureMapKind::elu)
+    phi = std::make_shared<nn::EluFeatureMap>();
+  else
+    phi = std::make_shared<nn::ReluFeatureMap>(0.01);
+  Tensor keep = eq(mask.to(dtype), zeros({}, dtype)).unsqueeze(-1).unsqueeze(-1);
+  Tensor ref = nn::linear_attention_composed(phi->forward(q, true), phi->forward(k, false) * keep,
+                                             v, causal, 1e-6);
+  ref.backward(g);
+  CHECK(relative_to_max(fused.to_vector<double>(), ref.to_vector<double>()) < tol);
+  std::vector<Tensor> ref_grads = {q.grad(), k.grad(), v.grad()};
+  for (size_t i = 0; i < 3; ++i) {
+    CAPTURE(i);
+    CHECK(relative_to_max(fused_grads[i].to_vector<double>(), ref_grads[i].to_vector<double>()) <
+          tol);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("feature maps and key padding inside the kernel equal the composed ops") {
+  for (FeatureMapKind map : {FeatureMapKind::elu, FeatureMapKind::relu})
+    for (bool causal : {false, true})
+      for (int64_t n : {3, 150, 600}) {
+        check_fused_map_equals_composed(f64, 1e-12, map, causal, n);
+        check_fused_map_equals_composed(f32, 1e-5, map, causal, n);
+      }
+}
+
+TEST_CASE("the non-causal backward gives the same gradients from the saved sums as without them") {
+  Generator gen(31);
+  Tensor q = randn({2, 300, 3, 8}, f64, &gen), k = randn({2, 300, 3, 8}, f64, &gen);
+  Tensor v = randn({2, 300, 3, 5}, f64, &gen), g = randn({2, 300, 3, 5}, f64, &gen);
+  LinearAttentionOptions options;
+  options.feature_map = FeatureMapKind::elu;
+  std::vector<Tensor> forward = kernels::linear_attention(q, k, v, Tensor(), options);
+  CHECK(forward[1].shape() == Shape{2, 3, 8, 6});
+  std::vector<Tensor> saved =
+      kernels::linear_attention_backward(q, k, v, Tensor(), forward[1], g, options);
+  std::vector<Tensor> recomputed =
+      kernels::linear_attention_backward(q, k, v, Tensor(), Tensor(), g, options);
+  for (size_t i = 0; i < 3; ++i)
+    CHECK(relative_to_max(saved[i].to_vector<double>(), recomputed[i].to_vector<double>()) < 1e-14);
+  CHECK_THROWS_WITH_AS(
+      kernels::linear_attention_backward(q, k, v, Tensor(), zeros({2, 3, 8, 5}, f64), g, options),
+      doctest::Contains("sums"), ShapeError);
 }

@@ -7,20 +7,33 @@
 namespace spear {
 namespace {
 
-// q, k: (B, N, H, F), v: (B, N, H, M) -> (B, N, H, M); ctx.flag = causal, ctx.scalar = eps
+// q, k: (B, N, H, F), v: (B, N, H, M), mask: (B, N) or undefined -> (B, N, H, M);
+// ctx.flag = causal, ctx.dims = {feature map}, ctx.scalars = {eps, relu_eps}
 struct LinearAttentionFn : Function<LinearAttentionFn> {
   static constexpr const char* name = "linear_attention";
   static Tensor forward(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
-                        bool causal, double eps) {
-    ctx.flag = causal;
-    ctx.scalar = eps;
-    ctx.save_for_backward({q, k, v});
-    return kernels::linear_attention(q, k, v, causal, eps);
+                        const Tensor& key_padding_mask, const LinearAttentionOptions& options) {
+    ctx.flag = options.causal;
+    ctx.dims = {static_cast<int64_t>(options.feature_map)};
+    ctx.scalars = {options.eps, options.relu_eps};
+    std::vector<Tensor> out = kernels::linear_attention(q, k, v, key_padding_mask, options);
+    // The sums S, z are (B, H, F, M + 1): the non-causal backward reads them instead of a pass
+    // over the keys.
+    ctx.save_for_backward({q, k, v, key_padding_mask, options.causal ? Tensor() : out[1]});
+    return out[0];
   }
-  // y = num / den: dq = S dnum + dden z, dk = R v + r, dv = R^T k (prefix S, z; suffix R, r)
+  // y = num / den: dphi(q) = dnum S^T + dden z^T, dphi(k) = v R^T + r, dv = phi(k) R (prefix S,
+  // z; suffix R, r), then dq = dphi(q) phi'(q) and dk = dphi(k) phi'(k)
   static std::vector<Tensor> backward(Context& ctx, const Tensor& g) {
-    return kernels::linear_attention_backward(ctx.saved(0), ctx.saved(1), ctx.saved(2), g, ctx.flag,
-                                              ctx.scalar);
+    LinearAttentionOptions options;
+    options.causal = ctx.flag;
+    options.feature_map = static_cast<FeatureMapKind>(ctx.dims[0]);
+    options.eps = ctx.scalars[0];
+    options.relu_eps = ctx.scalars[1];
+    std::vector<Tensor> grads = kernels::linear_attention_backward(
+        ctx.saved(0), ctx.saved(1), ctx.saved(2), ctx.saved(3), ctx.saved(4), g, options);
+    grads.push_back(Tensor());  // the mask gets no gradient
+    return grads;
   }
 };
 SPEAR_REGISTER_FUNCTION(LinearAttentionFn);
@@ -54,9 +67,17 @@ Tensor softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v,
   return SoftmaxAttentionFn::apply(q, k, v, key_padding_mask, causal);
 }
 
+Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& key_padding_mask, const LinearAttentionOptions& options) {
+  return LinearAttentionFn::apply(q, k, v, key_padding_mask, options);
+}
+
 Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                         double eps) {
-  return LinearAttentionFn::apply(q, k, v, causal, eps);
+  LinearAttentionOptions options;
+  options.causal = causal;
+  options.eps = eps;
+  return linear_attention(q, k, v, Tensor(), options);
 }
 
 }  // namespace spear

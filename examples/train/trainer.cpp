@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "autograd/ops.h"
+#include "examples/train/distributed.h"
 #include "examples/train/evaluate.h"
 #include "examples/train/metrics.h"
 #include "examples/train/model.h"
@@ -76,6 +77,31 @@ std::string describe(const Json& metrics) {
   return text;
 }
 
+// How many elements of t equal `value`.
+int64_t count(const Tensor& t, int64_t value) {
+  int64_t n = 0;
+  for (int64_t x : t.to_vector<int64_t>()) n += x == value;
+  return n;
+}
+
+// The targets a batch's loss averages over.
+int64_t scored_targets(const Batch& batch) {
+  return batch.targets.numel() - count(batch.targets, kIgnore);
+}
+
+// Rank `rank`'s slice of the batch: rows [rank B / ranks, (rank + 1) B / ranks). The padding
+// stays that of the whole batch, so every rank's tensors have the same shape.
+Batch slice_of(const Batch& batch, int rank, int ranks) {
+  if (ranks == 1) return batch;
+  const int64_t rows = batch.inputs.size(0) / ranks, begin = rank * rows;
+  Batch slice;
+  slice.inputs = batch.inputs.narrow(0, begin, rows).contiguous();
+  slice.padding_mask = batch.padding_mask.narrow(0, begin, rows).contiguous();
+  slice.targets = batch.targets.narrow(0, begin, rows).contiguous();
+  slice.tokens = count(slice.padding_mask, 0);
+  return slice;
+}
+
 Json generator_state(const Generator& gen) {
   return {{"seed", gen.seed()}, {"offset", gen.offset()}};
 }
@@ -88,14 +114,19 @@ class Trainer {
  private:
   void print_header() const;
   void restore(const Checkpoint& checkpoint);
+  Checkpoint load_checkpoint();
   Checkpoint checkpoint() const;
+  void key_dropout_by_rank();
   void train_step(int64_t step);
   void end_step(int64_t step);  // logging, evaluation and checkpoint after step `step`
   Json evaluate_split(int64_t step, Split split);
+  void write_metrics(const Json& line);
   double elapsed_s() const;
   Json summary();
 
   TrainOptions options_;
+  Communicator single_process_;
+  Communicator& comm_;  // options.comm, or single_process_
   Config config_;
   RunDir run_dir_;
   std::ostream& log_;
@@ -103,8 +134,9 @@ class Trainer {
   Generator model_gen_;
   Model model_;
   std::unique_ptr<nn::Optimizer> optimizer_;
+  std::unique_ptr<GradientReducer> reducer_;
   nn::Schedule schedule_;
-  std::unique_ptr<MetricsLog> metrics_;
+  std::unique_ptr<MetricsLog> metrics_;  // rank 0 only
   std::unique_ptr<Progress> progress_;
 
   // The state a checkpoint saves besides tensors.
@@ -119,30 +151,46 @@ class Trainer {
   // This process only.
   Clock::time_point start_ = Clock::now(), window_start_ = start_;
   int64_t window_tokens_ = 0, tokens_ = 0;
+  double window_comm_s_ = 0;  // comm_.seconds() at the window's start
   double lr_ = 0, grad_norm_ = 0;
   Json final_val_, final_test_;
 };
 
 Trainer::Trainer(const TrainOptions& options, std::ostream& log)
     : options_(options),
+      comm_(options.comm ? *options.comm : single_process_),
       config_(config_from_json(options.config)),
       run_dir_(options.dir),
       log_(log),
       model_gen_(derive_seed(config_.train.seed, Stream::init)) {
   const TrainConfig& t = config_.train;
+  SPEAR_CHECK_T(ConfigError, t.batch_size % comm_.size() == 0, "config: train.batch_size ",
+                t.batch_size, " is no multiple of the ", comm_.size(),
+                " ranks (each rank takes an equal slice of every batch)");
   if (t.threads > 0) set_num_threads(t.threads);
   manual_seed(derive_seed(t.seed, Stream::default_generator));
   task_ = make_task(config_.task);
   model_ = build_model(config_.model, task_->spec(), &model_gen_);
+  key_dropout_by_rank();
   optimizer_ = make_optimizer(t, *model_.module);
+  reducer_ = std::make_unique<GradientReducer>(comm_, model_.module->parameters());
   schedule_ = make_schedule(t);
+}
+
+// Rank r draws its dropout masks from stream r of the model generator's seed (rank 0's is the
+// single-process one), at the offset every rank shares: equal slices draw equally many numbers,
+// so rank 0's checkpointed offset is every rank's.
+void Trainer::key_dropout_by_rank() {
+  model_gen_.set_state(derive_seed(config_.train.seed, Stream::init, comm_.rank()),
+                       model_gen_.offset());
 }
 
 void Trainer::print_header() const {
   const TaskSpec& task = task_->spec();
   const ModelConfig& m = config_.model;
   const TrainConfig& t = config_.train;
-  log_ << "spear " << SPEAR_VERSION_STRING << " | " << get_num_threads()
+  log_ << "spear " << SPEAR_VERSION_STRING << " | "
+       << (comm_.size() > 1 ? str_cat(comm_.size(), " ranks x ") : "") << get_num_threads()
        << " threads | BLAS: " << blas_info() << " | f32\n"
        << "task " << task.name << " ("
        << (task.head == Head::language_model ? "language model" : "classifier") << "): vocabulary "
@@ -192,6 +240,7 @@ void Trainer::restore(const Checkpoint& c) {
   } catch (const nlohmann::json::exception& e) {
     throw IOError(str_cat(file, ": missing or malformed entry (", e.what(), ")"));
   }
+  key_dropout_by_rank();
   try {
     model_.module->load_state_dict(c.model);
     optimizer_->load_state_dict(c.optimizer);
@@ -201,6 +250,15 @@ void Trainer::restore(const Checkpoint& c) {
   step_ = c.step;
 }
 
+// Rank 0 loads first: load() also finishes or discards an interrupted commit, renaming files
+// the others must not read half-way.
+Checkpoint Trainer::load_checkpoint() {
+  if (!comm_.is_root()) comm_.barrier();
+  Checkpoint c = run_dir_.load();
+  if (comm_.is_root()) comm_.barrier();
+  return c;
+}
+
 double Trainer::elapsed_s() const {
   return elapsed_before_ + std::chrono::duration<double>(Clock::now() - start_).count();
 }
@@ -208,11 +266,18 @@ double Trainer::elapsed_s() const {
 void Trainer::train_step(int64_t step) {
   const TrainConfig& t = config_.train;
   const Batch batch = task_->train_batch(t.seed, step, t.batch_size);
-  model_.select_draw(step);  // SPE: a new draw every step, the same on resume
+  const Batch slice = slice_of(batch, comm_.rank(), comm_.size());
+  // The loss is the mean over the batch's scored targets: this rank's mean weighs in by its share
+  // of them (every example has a target, so no share is empty).
+  const double weight =
+      static_cast<double>(scored_targets(slice)) / static_cast<double>(scored_targets(batch));
+  model_.select_draw(step);  // SPE: a new draw every step, the same on resume and on every rank
   optimizer_->zero_grad();
-  Tensor loss = cross_entropy(model_.forward(batch), batch.targets, kIgnore);
+  Tensor loss = cross_entropy(model_.forward(slice), slice.targets, kIgnore);
+  reducer_->prepare(weight);
   loss.backward();
-  const double value = loss.item<double>();
+  reducer_->finish();
+  const double value = comm_.sum(weight * loss.item<double>());
   grad_norm_ =
       nn::clip_grad_norm_(model_.module->parameters(),
                           t.grad_clip > 0 ? t.grad_clip : std::numeric_limits<double>::infinity());
@@ -242,9 +307,13 @@ Json Trainer::evaluate_split(int64_t step, Split split) {
   const Json metrics = evaluate(model_, *task_, split, config_.train.batch_size);
   Json line = {{"step", step}, {"split", split_name(split)}};
   line.update(metrics);
-  metrics_->write(line);
+  write_metrics(line);
   progress_->line(str_cat("step ", step, " | ", split_name(split), " ", describe(metrics)));
   return metrics;
+}
+
+void Trainer::write_metrics(const Json& line) {
+  if (metrics_) metrics_->write(line);
 }
 
 void Trainer::end_step(int64_t step) {
@@ -265,7 +334,10 @@ void Trainer::end_step(int64_t step) {
                    {"tokens_per_s", tokens_per_s},
                    {"elapsed_s", elapsed_s()}};
       if (t.on_nonfinite == "skip") line["skipped"] = skipped_;
-      metrics_->write(line);
+      if (comm_.size() > 1)
+        line["comm_share"] = seconds > 0 ? (comm_.seconds() - window_comm_s_) / seconds : 0.0;
+      write_metrics(line);
+      window_comm_s_ = comm_.seconds();
       window_loss_ = 0;
       window_steps_ = 0;
       window_tokens_ = 0;
@@ -281,8 +353,8 @@ void Trainer::end_step(int64_t step) {
     if (last) final_val_ = val;
   }
   if (last) final_test_ = evaluate_split(step, Split::test);
-  if (last || step == 0 || step == options_.stop_after ||
-      (t.checkpoint_every > 0 && step % t.checkpoint_every == 0))
+  if (comm_.is_root() && (last || step == 0 || step == options_.stop_after ||
+                          (t.checkpoint_every > 0 && step % t.checkpoint_every == 0)))
     run_dir_.save(checkpoint(), options_.config);
 }
 
@@ -293,32 +365,41 @@ Json Trainer::summary() {
   if (final_test_.is_null())
     final_test_ = evaluate(model_, *task_, Split::test, config_.train.batch_size);
   const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
-  return {{"steps", step_},
-          {"final_loss", last_loss_},
-          {"elapsed_s", elapsed_s()},
-          {"tokens_per_s", seconds > 0 ? static_cast<double>(tokens_) / seconds : 0.0},
-          {"params", model_.module->num_parameters()},
-          {"chance", task_->chance_accuracy(Split::test)},
-          {"val", final_val_},
-          {"test", final_test_},
-          {"best_val", best_val_},
-          {"skipped", skipped_},
-          {"run_dir", run_dir_.dir()}};
+  Json summary = {{"steps", step_},
+                  {"final_loss", last_loss_},
+                  {"elapsed_s", elapsed_s()},
+                  {"tokens_per_s", seconds > 0 ? static_cast<double>(tokens_) / seconds : 0.0},
+                  {"params", model_.module->num_parameters()},
+                  {"chance", task_->chance_accuracy(Split::test)},
+                  {"val", final_val_},
+                  {"test", final_test_},
+                  {"best_val", best_val_},
+                  {"skipped", skipped_},
+                  {"run_dir", run_dir_.dir()}};
+  if (comm_.size() > 1) {
+    summary["ranks"] = comm_.size();
+    summary["comm_share"] = seconds > 0 ? comm_.seconds() / seconds : 0.0;
+  }
+  return summary;
 }
 
 Json Trainer::run() {
   const TrainConfig& t = config_.train;
+  const bool root = comm_.is_root();  // the rank that writes the run directory
   if (options_.resume) {
-    restore(run_dir_.load());
+    restore(load_checkpoint());
     SPEAR_CHECK_T(ConfigError, step_ <= t.steps, "resume: the run is at step ", step_,
                   ", past train.steps ", t.steps);
-    run_dir_.write_config(options_.config);  // train.steps may have changed
-    metrics_ = std::make_unique<MetricsLog>(run_dir_.file("metrics.jsonl"), step_);
-  } else {
+    if (root) {
+      run_dir_.write_config(options_.config);  // train.steps may have changed
+      metrics_ = std::make_unique<MetricsLog>(run_dir_.file("metrics.jsonl"), step_);
+    }
+  } else if (root) {
     run_dir_.create();
     run_dir_.write_config(options_.config);
     metrics_ = std::make_unique<MetricsLog>(run_dir_.file("metrics.jsonl"), -1);
   }
+  comm_.broadcast(model_.module->state_dict());  // every rank starts from rank 0's weights
   print_header();
   progress_ = std::make_unique<Progress>(log_, options_.live, step_, t.steps, t.log_every);
   if (options_.resume) progress_->line(str_cat("resuming from step ", step_));

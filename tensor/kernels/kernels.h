@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "tensor/linear_attention_options.h"
 #include "tensor/tensor.h"
 
 namespace spear::kernels {
@@ -127,13 +128,21 @@ Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Ten
 Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src);
 
 // ---- linear_attention.cpp ----
-// q, k: (B, N, H, F) non-negative features, v: (B, N, H, M) -> y: (B, N, H, M) with
-// y_i = q_i^T (sum_j k_j v_j^T) / (q_i . sum_j k_j + eps), sums over every j, or over j <= i when
-// causal. Memory O(N (F + M)) per (batch, head), forward and backward.
-Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double eps);
-// -> {dq, dk, dv} for an output gradient `grad` (B, N, H, M).
+// q, k: (B, N, H, F) raw queries and keys, v: (B, N, H, M), key_padding_mask: (B, N) non-zero at
+// padded keys, or undefined -> {y: (B, N, H, M), sums: (B, H, F, M + 1)} with
+// y_i = phi(q_i)^T (sum_j phi(k_j) v_j^T) / (phi(q_i) . sum_j phi(k_j) + eps), sums over every
+// unpadded j, or over j <= i when causal; phi = options.feature_map, applied inside the kernel.
+// `sums` holds S = sum_j phi(k_j) v_j^T (first M columns) and z = sum_j phi(k_j) (last column)
+// over the whole sequence. Memory O(N (F + M)) per (batch, head), forward and backward.
+std::vector<Tensor> linear_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                     const Tensor& key_padding_mask,
+                                     const LinearAttentionOptions& options);
+// -> {dq, dk, dv} for an output gradient `grad` (B, N, H, M). `sums`, the forward's, spares the
+// non-causal backward a pass over the keys; undefined, it is recomputed.
 std::vector<Tensor> linear_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
-                                              const Tensor& grad, bool causal, double eps);
+                                              const Tensor& key_padding_mask, const Tensor& sums,
+                                              const Tensor& grad,
+                                              const LinearAttentionOptions& options);
 
 // ---- softmax_attention.cpp ----
 // q, k: (B, N, H, D), v: (B, N, H, M), key_padding_mask: (B, N) non-zero at padded keys, or

@@ -18,6 +18,7 @@
 #include <limits>
 #include <vector>
 
+#include "tensor/kernels/attention_inputs.h"
 #include "tensor/kernels/blas.h"
 #include "tensor/kernels/kernels.h"
 #include "tensor/parallel.h"
@@ -131,20 +132,6 @@ void backward_heads(const Heads<T>& h, const T* y, const T* lse, const T* dy, T*
   }
 }
 
-void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
-                  const char* op) {
-  SPEAR_CHECK_SHAPE(q.dim() == 4 && q.shape() == k.shape() && v.dim() == 4 &&
-                        v.size(0) == q.size(0) && v.size(1) == q.size(1) && v.size(2) == q.size(2),
-                    op, ": expected q, k (B, N, H, D) and v (B, N, H, M), got q ", q.shape(),
-                    ", k ", k.shape(), ", v ", v.shape());
-  SPEAR_CHECK_DTYPE(q.dtype() == k.dtype() && q.dtype() == v.dtype(), op,
-                    ": dtypes differ: ", q.dtype(), ", ", k.dtype(), ", ", v.dtype());
-  const Shape mask_shape = {q.size(0), q.size(1)};
-  SPEAR_CHECK_SHAPE(!mask.defined() || mask.shape() == mask_shape, op, ": key_padding_mask ",
-                    mask.defined() ? mask.shape() : Shape(),
-                    " does not match (B, N) = ", mask_shape);
-}
-
 // Calls fn(heads, qk_offset, v_offset, b, h) for every (batch, head) in parallel.
 template <typename T, typename Fn>
 void for_each_head(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& pad,
@@ -165,17 +152,11 @@ void for_each_head(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
   });
 }
 
-Tensor padding_as_i64(const Tensor& mask) {
-  if (!mask.defined()) return mask;
-  return contiguous(
-      to_dtype(binary(BinaryOp::ne, to_dtype(mask, f64), scalar_tensor(0.0, f64)), i64));
-}
-
 }  // namespace
 
 std::vector<Tensor> softmax_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                                       const Tensor& key_padding_mask, bool causal) {
-  check_inputs(q_in, k_in, v_in, key_padding_mask, "softmax_attention");
+  check_attention_inputs(q_in, k_in, v_in, key_padding_mask, "softmax_attention");
   Tensor q = contiguous(q_in), k = contiguous(k_in), v = contiguous(v_in);
   Tensor pad = padding_as_i64(key_padding_mask);
   Tensor y = Tensor::empty(v.shape(), v.dtype());
@@ -196,7 +177,7 @@ std::vector<Tensor> softmax_attention_backward(const Tensor& q_in, const Tensor&
                                                const Tensor& v_in, const Tensor& key_padding_mask,
                                                bool causal, const Tensor& y_in,
                                                const Tensor& lse_in, const Tensor& grad_in) {
-  check_inputs(q_in, k_in, v_in, key_padding_mask, "softmax_attention backward");
+  check_attention_inputs(q_in, k_in, v_in, key_padding_mask, "softmax_attention backward");
   Tensor q = contiguous(q_in), k = contiguous(k_in), v = contiguous(v_in);
   Tensor y = contiguous(y_in), lse = contiguous(lse_in), g = contiguous(grad_in);
   Tensor pad = padding_as_i64(key_padding_mask);
