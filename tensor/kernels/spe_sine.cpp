@@ -3,15 +3,18 @@
 // x: (B, N, H, D), f, theta: (H, D, K), z: (H, D, 2K, R) -> y: (B, N, H, R)
 //   y[b,n,h,:] = s sum_{d,c} (x[b,n,h,d] omega[n,h,d,c]) z[h,d,c,:],  s = (R D)^(-1/4)
 //
-// The code Qbar[n,h,d,:] = s omega[n,h,d,:] z[h,d] is never formed: for one head and a chunk of
-// positions, the bases omega (chunk, D, 2K) are computed on the fly from f and theta, multiplied
-// into x, and the (chunk, D 2K) result goes through one GEMM with z_h (D 2K, R). Scratch per task
-// is a few (chunk, D 2K) buffers, whatever N and B.
+// The code Qbar[n,h,d,:] = s omega[n,h,d,:] z[h,d] is shared by the whole batch, so it is built
+// once per head and chunk of positions (bases omega (chunk, D, 2K) from f and theta, then one
+// (chunk, 2K) x (2K, R) GEMM per d) and applied to every batch row with one (B, D) x (D, R) GEMM
+// per position: 2 N D R (2K + B) flops per head instead of 4 B N D K R, and never more than one
+// chunk of the code in memory, whatever N and B.
 //
-// Backward, with g = dy and M_b = g_b z_h^T (chunk, D 2K):
-//   dx[b,n,h,d]  = s sum_c omega[n,d,c] M_b[n,d,c]
-//   dz_h         = s sum_{b,n} (x_b omega)[n]^T g_b[n]
-//   dalpha[n,d,k] = s sum_b x_b[n,d] (cos alpha M_b[n,d,2k+1] - sin alpha M_b[n,d,2k])
+// Backward, with g = dy:
+//   dx[b,n]      = g[b,n] Qbar[n]^T                 (per position, (B, R) x (R, D))
+//   dQbar[n]     = x[:,n]^T g[:,n]                  (per position, (D, B) x (B, R))
+//   dz[h,d]      = s sum_n omega[n,d]^T dQbar[n,d]  (per d, over the chunk)
+//   domega[n,d]  = s dQbar[n,d] z[h,d]^T
+//   dalpha[n,d,k] = cos alpha domega[n,d,2k+1] - sin alpha domega[n,d,2k]
 //   df = sum_n 2 pi p dalpha,  dtheta = sum_n dalpha       (alpha = 2 pi f p + theta)
 // dz, df and dtheta are sums over positions. To keep them independent of the thread count, the
 // chunks are grouped into at most kMaxSlabs slabs fixed by N alone; each (head, slab) task sums
@@ -84,34 +87,38 @@ SineInputs<T> prepare(const SineDims& s, const Tensor& x, const Tensor& f, const
 
 // omega: (len, D, 2K), the bases of head h at positions p = offset + n0 + i: [cos alpha, sin
 // alpha] pairs with alpha = 2 pi f p + theta. In double: f32 would lose ~1e-2 rad of phase at
-// p ~ 1e5 (its ulp there), double keeps ~1e-11 (spec 10.8).
+// p ~ 1e5 (its ulp there), double keeps ~1e-11 (spec 10.8). Only the chunk's first position calls
+// cos and sin; the next ones rotate by 2 pi f (cos(a + b) = cos a cos b - sin a sin b, ...), whose
+// rounding errors, ~1e-16 a step, stay far below f32's over a chunk.
 template <typename T>
 void bases(const SineInputs<T>& in, int64_t h, int64_t n0, int64_t len, T* omega) {
   const SineDims& s = in.s;
   const T* f = in.fp() + h * s.D * s.K;
   const T* theta = in.thetap() ? in.thetap() + h * s.D * s.K : nullptr;
-  for (int64_t i = 0; i < len; ++i) {
-    const double p = static_cast<double>(in.offset + n0 + i);
-    T* row = omega + i * s.cols();
-    for (int64_t j = 0; j < s.D * s.K; ++j) {
-      const double alpha = kTwoPi * (static_cast<double>(f[j]) * p) + (theta ? theta[j] : 0.0);
-      row[2 * j] = static_cast<T>(std::cos(alpha));
-      row[2 * j + 1] = static_cast<T>(std::sin(alpha));
+  const double p0 = static_cast<double>(in.offset + n0);
+  for (int64_t j = 0; j < s.D * s.K; ++j) {
+    const double step = kTwoPi * static_cast<double>(f[j]);
+    const double alpha = kTwoPi * (static_cast<double>(f[j]) * p0) + (theta ? theta[j] : 0.0);
+    const double cos_step = std::cos(step), sin_step = std::sin(step);
+    double c = std::cos(alpha), sn = std::sin(alpha);
+    for (int64_t i = 0; i < len; ++i) {
+      omega[i * s.cols() + 2 * j] = static_cast<T>(c);
+      omega[i * s.cols() + 2 * j + 1] = static_cast<T>(sn);
+      const double next_c = c * cos_step - sn * sin_step;
+      sn = sn * cos_step + c * sin_step;
+      c = next_c;
     }
   }
 }
 
-// a = x_b (broadcast over the 2K columns of each d) * omega: (len, D 2K); row i of x_b at
-// x_b + i * H * D.
+// code (len, D, R) = s omega (len, D, 2K) z_h (D, 2K, R), one GEMM per d.
 template <typename T>
-void modulate(const SineDims& s, const T* x_b, const T* omega, int64_t len, T* a) {
-  for (int64_t i = 0; i < len; ++i)
-    for (int64_t d = 0; d < s.D; ++d) {
-      const T xv = x_b[i * s.H * s.D + d];
-      const T* o = omega + (i * s.D + d) * 2 * s.K;
-      T* out = a + (i * s.D + d) * 2 * s.K;
-      for (int64_t c = 0; c < 2 * s.K; ++c) out[c] = xv * o[c];
-    }
+void build_code(const SineInputs<T>& in, int64_t h, const T* omega, int64_t len, T* code) {
+  const SineDims& s = in.s;
+  const int64_t two_k = 2 * s.K;
+  for (int64_t d = 0; d < s.D; ++d)
+    gemm<T>(false, false, len, s.R, two_k, in.scale, omega + d * two_k, s.cols(),
+            in.zh(h) + d * two_k * s.R, s.R, T(0), code + d * s.R, s.D * s.R);
 }
 
 // Offsets of element (b, n, h, 0) in (B, N, H, W) contiguous tensors.
@@ -126,20 +133,23 @@ Tensor forward_impl(const SineInputs<T>& in) {
   T* yp = y.data_ptr<T>();
   const int64_t chunks = (s.N + kChunk - 1) / kChunk;
   // One task: head h, positions [n0, n0 + len), every batch row.
-  parallel_for(
-      0, s.H * chunks, grain_for(s.B * kChunk * s.cols() * s.R), [&](int64_t lo, int64_t hi) {
-        std::vector<T> omega(static_cast<size_t>(kChunk * s.cols())), a(omega.size());
-        for (int64_t t = lo; t < hi; ++t) {
-          const int64_t h = t / chunks, n0 = (t % chunks) * kChunk,
-                        len = std::min(kChunk, s.N - n0);
-          bases(in, h, n0, len, omega.data());
-          for (int64_t b = 0; b < s.B; ++b) {
-            modulate(s, in.xp() + row_offset(s, b, n0, h, s.D), omega.data(), len, a.data());
-            gemm<T>(false, false, len, s.R, s.cols(), in.scale, a.data(), s.cols(), in.zh(h), s.R,
-                    T(0), yp + row_offset(s, b, n0, h, s.R), s.H * s.R);
-          }
-        }
-      });
+  parallel_for(0, s.H * chunks, grain_for((2 * s.K + s.B) * kChunk * s.D * s.R),
+               [&](int64_t lo, int64_t hi) {
+                 std::vector<T> omega(static_cast<size_t>(kChunk * s.cols()));
+                 std::vector<T> code(static_cast<size_t>(kChunk * s.D * s.R));
+                 for (int64_t t = lo; t < hi; ++t) {
+                   const int64_t h = t / chunks, n0 = (t % chunks) * kChunk,
+                                 len = std::min(kChunk, s.N - n0);
+                   bases(in, h, n0, len, omega.data());
+                   build_code(in, h, omega.data(), len, code.data());
+                   // y[:, n] = x[:, n] code[n]: rows b of x and y sit N H D (N H R) apart.
+                   for (int64_t i = 0; i < len; ++i)
+                     gemm<T>(false, false, s.B, s.R, s.D, T(1),
+                             in.xp() + row_offset(s, 0, n0 + i, h, s.D), s.N * s.H * s.D,
+                             code.data() + i * s.D * s.R, s.R, T(0),
+                             yp + row_offset(s, 0, n0 + i, h, s.R), s.N * s.H * s.R);
+                 }
+               });
   return y;
 }
 
@@ -159,10 +169,12 @@ SineSpeFilterGrads backward_impl(const SineInputs<T>& in, const Tensor& grad_in)
   std::vector<double> df_part(static_cast<size_t>(s.H * slabs * dk), 0.0);
   std::vector<double> dtheta_part(df_part.size(), 0.0);
 
-  const int64_t work = s.B * (s.N / std::max<int64_t>(slabs, 1) + 1) * zsize;
+  const int64_t work = (2 * s.K + s.B) * (s.N / std::max<int64_t>(slabs, 1) + 1) * s.D * s.R;
   parallel_for(0, s.H * slabs, grain_for(work), [&](int64_t lo, int64_t hi) {
-    const size_t buf = static_cast<size_t>(kChunk * s.cols());
-    std::vector<T> omega(buf), m(buf), w(buf);
+    const size_t code_size = static_cast<size_t>(kChunk * s.D * s.R);
+    std::vector<T> omega(static_cast<size_t>(kChunk * s.cols())), domega(omega.size());
+    std::vector<T> code(code_size), dcode(code_size);
+    const int64_t two_k = 2 * s.K, ld_x = s.N * s.H * s.D, ld_g = s.N * s.H * s.R;
     for (int64_t t = lo; t < hi; ++t) {
       const int64_t h = t / slabs, slab = t % slabs;
       T* dz = dz_part.data() + t * zsize;
@@ -171,36 +183,30 @@ SineSpeFilterGrads backward_impl(const SineInputs<T>& in, const Tensor& grad_in)
       for (int64_t c = slab * chunks / slabs; c < (slab + 1) * chunks / slabs; ++c) {
         const int64_t n0 = c * kChunk, len = std::min(kChunk, s.N - n0);
         bases(in, h, n0, len, omega.data());
-        std::fill(w.begin(), w.end(), T(0));  // w = sum_b x_b * M_b
-        for (int64_t b = 0; b < s.B; ++b) {
-          const T* x_b = in.xp() + row_offset(s, b, n0, h, s.D);
-          const T* g_b = gp + row_offset(s, b, n0, h, s.R);
-          T* dx_b = dxp + row_offset(s, b, n0, h, s.D);
-          // M_b = g_b z_h^T
-          gemm<T>(false, true, len, s.cols(), s.R, T(1), g_b, s.H * s.R, in.zh(h), s.R, T(0),
-                  m.data(), s.cols());
-          for (int64_t i = 0; i < len; ++i)
-            for (int64_t d = 0; d < s.D; ++d) {
-              const int64_t at = (i * s.D + d) * 2 * s.K;
-              const T xv = x_b[i * s.H * s.D + d];
-              T acc = 0;
-              for (int64_t col = at; col < at + 2 * s.K; ++col) {
-                acc += omega[col] * m[col];
-                w[col] += xv * m[col];
-              }
-              dx_b[i * s.H * s.D + d] = in.scale * acc;
-            }
-          // dz_h += s (x_b omega)^T g_b, reusing m for x_b omega
-          modulate(s, x_b, omega.data(), len, m.data());
-          gemm<T>(true, false, s.cols(), s.R, len, in.scale, m.data(), s.cols(), g_b, s.H * s.R,
-                  T(1), dz, s.R);
+        build_code(in, h, omega.data(), len, code.data());
+        for (int64_t i = 0; i < len; ++i) {
+          const T* x_n = in.xp() + row_offset(s, 0, n0 + i, h, s.D);
+          const T* g_n = gp + row_offset(s, 0, n0 + i, h, s.R);
+          T* code_n = code.data() + i * s.D * s.R;
+          // dx[:, n] = g[:, n] code[n]^T ;  dcode[n] = x[:, n]^T g[:, n]
+          gemm<T>(false, true, s.B, s.D, s.R, T(1), g_n, ld_g, code_n, s.R, T(0),
+                  dxp + row_offset(s, 0, n0 + i, h, s.D), ld_x);
+          gemm<T>(true, false, s.D, s.R, s.B, T(1), x_n, ld_x, g_n, ld_g, T(0),
+                  dcode.data() + i * s.D * s.R, s.R);
+        }
+        for (int64_t d = 0; d < s.D; ++d) {
+          // dz[d] += s omega[:, d]^T dcode[:, d] ;  domega[:, d] = s dcode[:, d] z[d]^T
+          gemm<T>(true, false, two_k, s.R, len, in.scale, omega.data() + d * two_k, s.cols(),
+                  dcode.data() + d * s.R, s.D * s.R, T(1), dz + d * two_k * s.R, s.R);
+          gemm<T>(false, true, len, two_k, s.R, in.scale, dcode.data() + d * s.R, s.D * s.R,
+                  in.zh(h) + d * two_k * s.R, s.R, T(0), domega.data() + d * two_k, s.cols());
         }
         for (int64_t i = 0; i < len; ++i) {
           const double two_pi_p = kTwoPi * static_cast<double>(in.offset + n0 + i);
           for (int64_t j = 0; j < dk; ++j) {
             const int64_t col = i * s.cols() + 2 * j;
             const double dalpha =
-                static_cast<double>(in.scale * (omega[col] * w[col + 1] - omega[col + 1] * w[col]));
+                static_cast<double>(omega[col] * domega[col + 1] - omega[col + 1] * domega[col]);
             df[j] += two_pi_p * dalpha;
             dtheta[j] += dalpha;
           }
