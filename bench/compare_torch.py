@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side timings of spear and PyTorch on this machine, in one run, at one thread count.
 
-  /usr/bin/python3 bench/compare_torch.py ops|attention|spe [--threads N] [--spear-bench PATH]
+  /usr/bin/python3 bench/compare_torch.py ops|attention|spe|train|sweep|efficiency|all
+                                          [--threads N] [--quick] [--out FILE] [--spear-bench PATH]
 
 `ops`: the per-op cost of recording the autograd graph on 8x8 f32 tensors (the same ops as
 `spear-bench ops`): forward without grad, forward with grad, forward + backward.
@@ -12,18 +13,37 @@ process so its peak RSS growth can be measured. spear reports its peak live tens
 `spe`: SPE (sine, conv; gated) feeding elu+1 linear attention, forward + backward, the rows of
 `spear-bench spe`; PyTorch follows the reference formulation: codes of shape (1, N, H, D, R)
 shared over the batch (spe_reference.md 2-4), then the filter as an einsum.
-Prints one JSON object per row with both frameworks' numbers and the torch/spear ratios
-(> 1: spear faster or smaller). Needs Debian's python3-torch.
+These print one JSON object per row with both frameworks' numbers and the torch/spear ratios
+(> 1: spear faster or smaller).
+
+The whole training step (forward, backward, AdamW) of the models spear-train builds, each row
+`spear-bench train` in its own process next to the PyTorch twin (bench/torch_models.py) in
+another, so each peak RSS is its own; ratios spear/PyTorch (throughput > 1, memory < 1: spear
+better):
+`train`: every examples/configs/*.json, then attention (softmax, linear, FAVOR+) x positional
+encoding (none, sinusoidal, learned, RoPE, sine SPE, conv SPE) on the 2-layer d 64 encoder,
+N 1024, batch 8.
+`sweep`: N = 256 .. 8192, batch 8, for linear + sine SPE, linear + conv SPE, FAVOR+ + sine SPE,
+softmax + sinusoidal.
+`efficiency`: the raw sgemm peak, spear on 1 thread vs all, and the sweep's models at d 256.
+`all`: the three, into docs/performance.jsonl, then docs/performance.md and .png
+(bench/report_performance.py); --out DIR writes them elsewhere (a --quick run, say).
+Needs Debian's python3-torch (and python3-matplotlib for `all`).
 """
 import argparse
+import glob
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 
 import torch
+
+import report_performance
+import torch_models
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 OPS = {
     "add": lambda a, b: a + b,
@@ -86,42 +106,43 @@ def torch_attention_step(kind, causal, n, threads):
     v = torch.randn(B, n, H, D, requires_grad=True)
     g = torch.randn(B, n, H, D)
 
-    def softmax_attention():
-        s = torch.einsum("bnhd,bmhd->bhnm", q, k) / D**0.5
-        if causal:
-            s = s.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
-        return torch.einsum("bhnm,bmhd->bnhd", torch.softmax(s, -1), v)
-
-    def linear_attention():
-        fq, fk = torch.nn.functional.elu(q) + 1, torch.nn.functional.elu(k) + 1
-        if causal:
-            kv = torch.cumsum(torch.einsum("bnhf,bnhm->bnhfm", fk, v), dim=1)
-            num = torch.einsum("bnhf,bnhfm->bnhm", fq, kv)
-            den = torch.einsum("bnhf,bnhf->bnh", fq, torch.cumsum(fk, dim=1))
-        else:
-            kv = torch.einsum("bnhf,bnhm->bhfm", fk, v)
-            num = torch.einsum("bnhf,bhfm->bnhm", fq, kv)
-            den = torch.einsum("bnhf,bhf->bnh", fq, fk.sum(1))
-        return num / (den[..., None] + 1e-6)
-
-    forward = softmax_attention if kind == "softmax" else linear_attention
+    def forward():
+        if kind == "softmax":
+            return torch_models.softmax_attention(q, k, v, causal)
+        elu1 = lambda x: torch.nn.functional.elu(x) + 1
+        return torch_models.linear_attention(elu1(q), elu1(k), v, causal)
 
     def step():
         forward().backward(g)
         q.grad = k.grad = v.grad = None
 
-    with open("/proc/self/statm") as f:
-        before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    before = rss_now_mib()
     step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = rss_peak_mib()
     seconds = min(timed(step) for _ in range(3))
-    return {"ms": seconds * 1e3, "peak_mib": max(peak - before, 0) / 2**20}
+    return {"ms": seconds * 1e3, "peak_mib": max(peak - before, 0)}
 
 
 def timed(fn):
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def status_mib(key):
+    """A "VmRSS" (now) or "VmHWM" (peak) line of /proc/self/status, in MiB. Not getrusage's
+    ru_maxrss: Linux carries it across exec, so a child would report this process's peak."""
+    with open("/proc/self/status") as f:
+        line = next(l for l in f if l.startswith(key + ":"))
+    return int(line.split()[1]) / 1024
+
+
+def rss_now_mib():
+    return status_mib("VmRSS")
+
+
+def rss_peak_mib():
+    return status_mib("VmHWM")
 
 
 def torch_spe_step(kind, n, threads):
@@ -132,57 +153,22 @@ def torch_spe_step(kind, n, threads):
     k = (torch.randn(B, n, H, D) * 0.3).requires_grad_()
     v = torch.randn(B, n, H, D, requires_grad=True)
     g = torch.randn(B, n, H, D)
-    gate = torch.randn(H, D, requires_grad=True)
-    if kind == "sine":
-        freqs = (torch.randn(H, D, K) - 4).requires_grad_()
-        offsets = torch.randn(H, D, K, requires_grad=True)
-        gains = torch.randn(H, D, K, requires_grad=True)
-    elif kind == "conv":
-        conv_q = (torch.rand(H * D, 1, P) / (P / 2) ** 0.5).requires_grad_()
-        conv_k = (torch.rand(H * D, 1, P) / (P / 2) ** 0.5).requires_grad_()
-
-    def codes():
-        if kind == "sine":
-            f = torch.sigmoid(freqs) / 2
-            angle = 2 * torch.pi * f[:, :, None, :] * torch.arange(n)[None, None, :, None]
-            om_q = torch.stack([torch.cos(angle + offsets[:, :, None, :]),
-                                torch.sin(angle + offsets[:, :, None, :])], -1).flatten(-2)
-            om_k = torch.stack([torch.cos(angle), torch.sin(angle)], -1).flatten(-2)
-            gain2 = torch.nn.functional.softplus(gains).repeat_interleave(2, -1)
-            z = gain2[..., None] * torch.randn(H, D, 2 * K, R) / (2 * K) ** 0.5
-            qbar = torch.einsum("hdnc,hdcr->nhdr", om_q, z)
-            kbar = torch.einsum("hdnc,hdcr->nhdr", om_k, z)
-        else:
-            noise = torch.randn(R, H * D, n + 2 * P)
-            kbar = torch.nn.functional.conv1d(noise, conv_q, groups=H * D)[..., P:P + n]
-            qbar = torch.nn.functional.conv1d(noise, conv_k, groups=H * D)[..., P:P + n]
-            qbar = qbar.reshape(R, H, D, n).permute(3, 1, 2, 0)
-            kbar = kbar.reshape(R, H, D, n).permute(3, 1, 2, 0)
-        scale = (R * D) ** -0.25
-        gamma = torch.sigmoid(gate)[..., None]
-        eta = torch.randn(H, D, R) * scale
-        qbar = (1 - gamma).sqrt() * qbar * scale + gamma.sqrt() * eta
-        kbar = (1 - gamma).sqrt() * kbar * scale + gamma.sqrt() * eta
-        return qbar[None], kbar[None]  # (1, N, H, D, R)
+    code = (torch_models.SineSPE(H, D, R, K) if kind == "sine"
+            else torch_models.ConvSPE(H, D, R, P, None))
+    spe = torch_models.SPEFilter(code, gated=True, owns_code=True)
 
     def step():
-        qbar, kbar = codes()
-        qh = torch.einsum("bnhd,bnhdr->bnhr", q, qbar)
-        kh = torch.einsum("bnhd,bnhdr->bnhr", k, kbar)
+        qh, kh = spe(q, k)
         fq, fk = torch.nn.functional.elu(qh) + 1, torch.nn.functional.elu(kh) + 1
-        kv = torch.einsum("bnhf,bnhm->bhfm", fk, v)
-        num = torch.einsum("bnhf,bhfm->bnhm", fq, kv)
-        den = torch.einsum("bnhf,bhf->bnh", fq, fk.sum(1))
-        (num / (den[..., None] + 1e-6)).backward(g)
-        for t in [q, k, v, gate]:
+        torch_models.linear_attention(fq, fk, v, causal=False).backward(g)
+        for t in [q, k, v, *spe.parameters()]:
             t.grad = None
 
-    with open("/proc/self/statm") as f:
-        before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    before = rss_now_mib()
     step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = rss_peak_mib()
     seconds = min(timed(step) for _ in range(2))
-    return {"ms": seconds * 1e3, "peak_mib": max(peak - before, 0) / 2**20}
+    return {"ms": seconds * 1e3, "peak_mib": max(peak - before, 0)}
 
 
 def compare_spe(args):
@@ -196,7 +182,7 @@ def compare_spe(args):
         if kind != "none" and n <= 8192:
             child = subprocess.run(
                 [sys.executable, __file__, "_torch_spe", kind, str(n), str(args.threads)],
-                check=True, capture_output=True, text=True).stdout
+                check=True, capture_output=True, text=True, env=torch_env(args.threads)).stdout
             t = json.loads(child)
             row.update({"torch_ms": round(t["ms"], 2), "torch_peak_mib": round(t["peak_mib"], 1),
                         "torch_tokens_per_s": round(8 * n / (t["ms"] * 1e-3)),
@@ -216,7 +202,8 @@ def compare_attention(args):
         if n <= torch_cap(kind, causal):
             child = subprocess.run(
                 [sys.executable, __file__, "_torch_attention", torch_kind, str(int(causal)), str(n),
-                 str(args.threads)], check=True, capture_output=True, text=True).stdout
+                 str(args.threads)], check=True, capture_output=True, text=True,
+                env=torch_env(args.threads)).stdout
             t = json.loads(child)
             row.update({"torch_ms": round(t["ms"], 2), "torch_peak_mib": round(t["peak_mib"], 1),
                         "ratio_time": round(t["ms"] / spear_row["ms"], 2),
@@ -224,7 +211,171 @@ def compare_attention(args):
         print(json.dumps(row), flush=True)
 
 
+# ---- The whole training step: train, sweep, efficiency, all ----
+
+KINDS = ["softmax", "linear", "favor"]
+POSITIONALS = ["none", "sinusoidal", "learned", "rope", "sine_spe", "conv_spe"]
+# The sweep's combinations; softmax's absolute encoding (APE) is the sinusoidal one.
+SWEEP = [("linear", "sine_spe"), ("linear", "conv_spe"), ("favor", "sine_spe"),
+         ("softmax", "sinusoidal")]
+TORCH_MEMORY_CAP_GIB = 14  # PyTorch rows estimated above this are skipped (see torch_skip)
+
+
+def torch_train_step(row):
+    """Runs in a child process: the PyTorch twin of the spear-bench train `row`, trained the same
+    number of steps on the same shapes; ms of the fastest timed step (as spear-bench reports),
+    RSS growth, parameters."""
+    torch.set_num_threads(row["threads"])
+    torch.manual_seed(0)
+    task, B, N = row["task"], row["batch"], row["n"]
+    model = torch_models.Model(row)
+    model.train()
+    opt = torch_models.optimizer(model, row["optimizer"])
+    ids = torch.randint(0, task["vocab"], (B, N))
+    targets = (torch.randint(0, task["vocab"], (B, N)) if task["head"] == "lm"
+               else torch.randint(0, task["classes"], (B,)))
+    before = rss_now_mib()
+    ms, loss = [], 0.0
+    for step in range(row["warmup"] + row["steps"]):
+        t0 = time.perf_counter()
+        loss = torch_models.training_step(model, opt, ids, targets, row["optimizer"]["grad_clip"])
+        if step >= row["warmup"]:
+            ms.append((time.perf_counter() - t0) * 1e3)
+    return {"params": sum(p.numel() for p in model.parameters()), "ms": min(ms),
+            "step_rss_mib": rss_peak_mib() - before, "peak_rss_mib": rss_peak_mib(), "loss": loss}
+
+
+def torch_env(threads):
+    """PyTorch's OpenMP threads spin while they wait, by default: with anything else running on
+    the machine, each of a step's hundreds of parallel regions then waits for a time slice (d 64
+    steps ran 4-8x slower here than with passive waiting). So the PyTorch side waits passively;
+    on a quiet machine, spinning may win a little: set OMP_WAIT_POLICY=ACTIVE to compare, since
+    settings in the environment win. OpenBLAS, which PyTorch calls for its matmuls, gets the same
+    thread count."""
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("OPENBLAS_NUM_THREADS", str(threads))
+    return env
+
+
+def torch_skip(row):
+    """Why PyTorch does not run `row`, or None: its softmax holds a (B, H, N, N) tensor per layer
+    for backward and a few more at the peak (layers + 3 copies, measured at N 4096)."""
+    m = row["model"]
+    if m["attention"]["kind"] != "softmax":
+        return None
+    need = row["batch"] * m["heads"] * row["n"] ** 2 * 4 * (m["layers"] + 3) / 2**30
+    return f"needs ~{need:.0f} GiB" if need > TORCH_MEMORY_CAP_GIB else None
+
+
+def compare_train_row(args, table, flags, threads=None, with_torch=True, steps=(2, 5)):
+    """spear-bench train with `flags`, then the same model in PyTorch in a child process; one row
+    with both and the spear/PyTorch ratios (throughput > 1 and memory < 1: spear better)."""
+    threads = threads or args.threads
+    warmup, timed_steps = steps
+    cmd = [args.spear_bench, "train", "--json", "--threads", str(threads), "--warmup",
+           str(warmup), "--steps", str(timed_steps), *flags]
+    s = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    s["warmup"] = warmup
+    row = {"table": table, "name": s["name"], "kind": s["kind"], "positional": s["positional"],
+           "n": s["n"], "batch": s["batch"], "dim": s["dim"], "layers": s["layers"],
+           "threads": threads, "params": s["params"],
+           "gflop_per_step": s["gflop_per_step"]}
+    row.update({"spear_" + k: s[k] for k in ("ms", "tokens_per_s", "gflops", "tensor_peak_mib",
+                                              "step_rss_mib", "peak_rss_mib", "loss")})
+    skip = torch_skip(s) if with_torch else "not run"
+    if skip is None:
+        try:
+            child = subprocess.run([sys.executable, __file__, "_torch_train"], input=json.dumps(s),
+                                   check=True, capture_output=True, text=True,
+                                   timeout=args.torch_timeout, env=torch_env(threads)).stdout
+            t = json.loads(child)
+        except subprocess.TimeoutExpired:
+            skip = f"over {args.torch_timeout} s"
+        except subprocess.CalledProcessError as e:
+            skip = "failed: " + (e.stderr.strip().splitlines() or [f"exit {e.returncode}"])[-1]
+    if skip is None:
+        tokens = s["batch"] * s["n"] / (t["ms"] * 1e-3)
+        row.update({"torch_params": t["params"], "torch_ms": round(t["ms"], 2),
+                    "torch_tokens_per_s": round(tokens, 1),
+                    "torch_gflops": round(s["gflop_per_step"] / (t["ms"] * 1e-3), 2),
+                    "torch_step_rss_mib": round(t["step_rss_mib"], 1),
+                    "torch_peak_rss_mib": round(t["peak_rss_mib"], 1), "torch_loss": t["loss"],
+                    "throughput_ratio": round(t["ms"] / s["ms"], 2),
+                    "memory_ratio": round(s["step_rss_mib"] / max(t["step_rss_mib"], 1e-9), 3)})
+        if t["params"] != s["params"]:
+            print(f"compare_torch: {s['name']}: parameter counts differ, spear {s['params']}, "
+                  f"PyTorch {t['params']}", file=sys.stderr)
+    else:
+        row["torch_skipped"] = skip
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def wanted(args, name):
+    """--only: the rows of one config (its file name without .json) or model ("linear+sine_spe")."""
+    return args.only is None or args.only == name
+
+
+def compare_train(args):
+    """Every shipped config at its own size, then the attention x positional grid on the 2-layer
+    d 64 encoder, batch 8, N 1024 (256 with --quick)."""
+    steps = (1, 2) if args.quick else (2, 5)
+    rows = []
+    for config in sorted(glob.glob(os.path.join(ROOT, "examples", "configs", "*.json"))):
+        if wanted(args, os.path.basename(config)[:-len(".json")]):
+            rows.append(compare_train_row(args, "configs", ["--config", config], steps=steps))
+    n = 256 if args.quick else 1024
+    for kind in KINDS:
+        for pos in POSITIONALS:
+            if wanted(args, f"{kind}+{pos}"):
+                flags = ["--kind", kind, "--positional", pos, "--n", str(n)]
+                rows.append(compare_train_row(args, "grid", flags, steps=steps))
+    return rows
+
+
+def compare_sweep(args):
+    """N = 256 .. 8192 (512 with --quick), batch 8, the SWEEP combinations."""
+    rows = []
+    for kind, pos in SWEEP:
+        for n in [256, 512] if args.quick else [256 << i for i in range(6)]:
+            if wanted(args, f"{kind}+{pos}"):
+                steps = (1, 2) if args.quick or n >= 4096 else (2, 5)
+                flags = ["--kind", kind, "--positional", pos, "--n", str(n)]
+                rows.append(compare_train_row(args, "sweep", flags, steps=steps))
+    return rows
+
+
+def compare_efficiency(args):
+    """The raw sgemm peak; spear's training step on 1 and `threads` threads; the SWEEP models at
+    d 256 (both frameworks), whose GFLOP/s the report sets against the peak."""
+    out = subprocess.run([args.spear_bench, "matmul", "--json", "--threads", str(args.threads)],
+                         check=True, capture_output=True, text=True).stdout
+    square = [r for r in map(json.loads, out.splitlines()) if r["size"]]
+    peak = max(square, key=lambda r: r["sgemm_gflops"])
+    with open("/proc/cpuinfo") as f:
+        cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    rows = [{"table": "sgemm", "threads": args.threads, "size": peak["size"],
+             "sgemm_gflops": peak["sgemm_gflops"], "cpu": cpu, "torch": torch.__version__}]
+    print(json.dumps(rows[0]), flush=True)
+    n = 256 if args.quick else 1024
+    for dim in (64, 256):
+        steps = (1, 2) if args.quick else (2, 5) if dim == 64 else (1, 3)
+        for kind, pos in SWEEP:
+            if not wanted(args, f"{kind}+{pos}"):
+                continue
+            flags = ["--kind", kind, "--positional", pos, "--n", str(n), "--dim", str(dim)]
+            for threads in sorted({1, args.threads}):
+                rows.append(compare_train_row(args, "threads" if dim == 64 else "width", flags,
+                                              threads, dim == 256 and threads == args.threads,
+                                              steps))
+    return rows
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "_torch_train":
+        print(json.dumps(torch_train_step(json.load(sys.stdin))))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "_torch_spe":
         print(json.dumps(torch_spe_step(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
         return
@@ -232,13 +383,36 @@ def main():
         kind, causal, n, threads = sys.argv[2], bool(int(sys.argv[3])), int(sys.argv[4]), int(sys.argv[5])
         print(json.dumps(torch_attention_step(kind, causal, n, threads)))
         return
-    here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["ops", "attention", "spe"])
+    parser.add_argument("what", choices=["ops", "attention", "spe", "train", "sweep", "efficiency",
+                                         "all"])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--spear-bench", default=os.path.join(here, "..", "build", "bin", "spear-bench"))
+    parser.add_argument("--spear-bench", default=os.path.join(ROOT, "build", "bin", "spear-bench"))
+    parser.add_argument("--quick", action="store_true",
+                        help="train, sweep, efficiency, all: small N and few steps (a smoke run)")
+    parser.add_argument("--only", metavar="NAME",
+                        help="train, sweep, efficiency: only this config (file name without "
+                        ".json) or model (kind+positional, e.g. linear+sine_spe)")
+    parser.add_argument("--out", help="train, sweep, efficiency: also write the rows (JSON lines) "
+                        "to this file; all: the folder of performance.jsonl, .md and .png "
+                        "(default docs)")
+    parser.add_argument("--torch-timeout", type=int, default=900,
+                        help="seconds one PyTorch row may take before it is reported as skipped")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    tables = {"train": [compare_train], "sweep": [compare_sweep],
+              "efficiency": [compare_efficiency],
+              "all": [compare_efficiency, compare_train, compare_sweep]}
+    if args.what in tables:
+        rows = [row for table in tables[args.what] for row in table(args)]
+        folder = args.out or os.path.join(ROOT, "docs") if args.what == "all" else None
+        out = os.path.join(folder, "performance.jsonl") if folder else args.out
+        if out:
+            with open(out, "w") as f:
+                f.writelines(json.dumps(row) + "\n" for row in rows)
+        if folder:
+            report_performance.write_report(rows, folder)
+        return
     if args.what == "attention":
         compare_attention(args)
         return

@@ -6,12 +6,14 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace spear::bench {
 
 struct Options {
   bool json = false;
-  std::string only;  // attention, spe: run only this kind (empty: all)
+  std::string only;               // attention, spe: run only this kind (empty: all)
+  std::vector<std::string> rest;  // train: its own flags, parsed by bench_train
 };
 
 // Best wall time in seconds of fn over repetitions totalling at least `min_total` s (and at least
@@ -60,5 +62,6 @@ void bench_elementwise(const Options& opt);
 void bench_ops(const Options& opt);
 void bench_attention(const Options& opt);
 void bench_spe(const Options& opt);
+void bench_train(const Options& opt);
 
 }  // namespace spear::bench
