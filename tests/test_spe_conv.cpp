@@ -354,13 +354,15 @@ TEST_CASE("codes of a position are the same numbers whatever the length, offset 
 TEST_CASE("the fused kernel gives the same results for any chunk size, 1-D and 2-D") {
   // The outputs and dx are per-position computations: bit-identical for every chunking. The
   // filters' gradient sums the chunks in order, so only its rounding depends on the chunking.
-  for (bool two_d : {false, true}) {
-    CAPTURE(two_d);
-    Tensor w = random(two_d ? Shape{6, 1, 3, 2} : Shape{6, 1, 4}, f64, 3);
+  // The third case, a 20-tap filter, goes through the band GEMMs.
+  for (int64_t taps : {0, 4, 20}) {
+    const bool two_d = taps == 0;
+    CAPTURE(taps);
+    Tensor w = random(two_d ? Shape{6, 1, 3, 2} : Shape{6, 1, taps}, f64, 3);
     kernels::ConvSpeGrid grid;
     grid.seed = 77;
     grid.first_row = two_d ? 0 : 9;
-    grid.rows = 11;
+    grid.rows = taps == 20 ? 150 : 11;
     grid.cols = two_d ? 3 : 1;
     grid.realizations = 5;
     grid.scale = 0.3;
@@ -401,7 +403,9 @@ TEST_CASE("draws: different draws give different codes, the same draw the same c
 TEST_CASE("the fused filter equals the composed codes: forward and every gradient") {
   // N spans several chunks of the automatic size and is not a multiple of it: 1-D, H D R = 128,
   // 2048 rows per chunk; 2-D, 40 columns, 51 rows per chunk. Inputs are non-contiguous views.
-  for (const Layout& cs : {Layout{{5}, {}, 5000, 7}, Layout{{3, 4}, {130, 40}, 5200, 0}}) {
+  // A 40-tap filter goes through the band GEMMs (at least 16 taps), in 64-row blocks.
+  for (const Layout& cs :
+       {Layout{{5}, {}, 5000, 7}, Layout{{40}, {}, 3000, 7}, Layout{{3, 4}, {130, 40}, 5200, 0}}) {
     for (auto [dtype, tol] : {std::pair{f64, 1e-10}, std::pair{f32, 1e-5}}) {
       CAPTURE(cs.grid.size());
       CAPTURE(dtype);
@@ -423,8 +427,10 @@ TEST_CASE("the fused filter equals the composed codes: forward and every gradien
 }
 
 TEST_CASE("gradcheck: q, k, conv_q and conv_k through the fused filter, with a fixed draw") {
-  for (const Layout& cs : {Layout{{3}, {}, 6, 2}, Layout{{2, 2}, {3, 3}, 9, 0}}) {
+  for (const Layout& cs :
+       {Layout{{3}, {}, 6, 2}, Layout{{18}, {}, 70, 2}, Layout{{2, 2}, {3, 3}, 9, 0}}) {
     CAPTURE(cs.grid.size());
+    CAPTURE(cs.P[0]);
     auto code = make_code(1, 2, 3, cs.P, cs.grid, f64, true);
     code->set_draw(4);
     V inputs = {random({2, cs.n, 1, 2}, f64, 1).requires_grad_(),

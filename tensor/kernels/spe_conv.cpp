@@ -12,6 +12,12 @@
 // codes and reuses their buffer for the codes' gradient):
 //   (chunk + P1 - 1) * (cols + P2 - 1) * C * R noise values + chunk * cols * C * R code values.
 //
+// Long 1-D filters (P1 >= kMinBandTaps) go through GEMMs: for each channel, a block of code rows
+// is a band matrix holding the filter (row i: w at columns i .. i + P1 - 1) times the block's noise
+// window, about twice the multiply-adds of the direct sum but at GEMM speed; and the filter's
+// gradient sums the diagonals of dcode times the noise window's transpose. Short and 2-D filters
+// use the direct sums, vectorised along r.
+//
 // Determinism: chunks run one after the other; inside a chunk, threads split independent outputs
 // (channels for the codes and the filters' gradient, (position, head) pairs for the
 // contractions), and every sum runs in a fixed order. Results do not depend on the thread count,
@@ -32,6 +38,7 @@ namespace {
 // cost at most a quarter more draws, and at least kChunkElements code values, so that each of its
 // parallel passes has work enough for every thread.
 constexpr int64_t kChunkElements = int64_t{1} << 18;
+constexpr int64_t kMinBandTaps = 16;
 
 struct Sizes {
   int64_t B, N, H, D, C, R, P1, P2, rows, cols, noise_cols;
@@ -73,6 +80,63 @@ void for_each_chunk(const Sizes& s, const ConvSpeGrid& grid, int64_t chunk_rows,
                                   s.R, dtype_of<T>());
     fn(a, len, noise.data_ptr<T>());
   }
+}
+
+bool use_band(const Sizes& s) {
+  return s.cols == 1 && s.P2 == 1 && s.P1 >= kMinBandTaps;
+}
+
+// Code rows per band GEMM: the band is (rows, rows + P1 - 1), and a shorter block uses its
+// top-left corner.
+int64_t band_rows(const Sizes& s) {
+  return std::max<int64_t>(s.P1, 64);
+}
+
+// band (rows, rows + P - 1) = the filter wc on every row, shifted one column per row.
+template <typename T>
+void fill_band(const T* wc, int64_t P, int64_t rows, T* band) {
+  const int64_t ld = rows + P - 1;
+  std::fill(band, band + rows * ld, T(0));
+  for (int64_t i = 0; i < rows; ++i) std::copy(wc, wc + P, band + i * ld + i);
+}
+
+// The 1-D code of `len` rows through band GEMMs; noise and code rows of channel c sit C R apart.
+template <typename T>
+void build_codes_band(const Sizes& s, const T* w, const T* eps, int64_t len, T scale, T* code) {
+  const int64_t rows = band_rows(s), ld = rows + s.P1 - 1;
+  parallel_for(0, s.C, grain_for(len * 2 * s.P1 * s.R), [&](int64_t lo, int64_t hi) {
+    std::vector<T> band(static_cast<size_t>(rows * ld));
+    for (int64_t c = lo; c < hi; ++c) {
+      fill_band(w + c * s.P1, s.P1, rows, band.data());
+      for (int64_t i0 = 0; i0 < len; i0 += rows) {
+        const int64_t block = std::min(rows, len - i0);
+        gemm<T>(false, false, block, s.R, block + s.P1 - 1, scale, band.data(), ld,
+                eps + (i0 * s.C + c) * s.R, s.C * s.R, T(0), code + (i0 * s.C + c) * s.R,
+                s.C * s.R);
+      }
+    }
+  });
+}
+
+// dw[c, j] += scale * sum_i G[i, i + j] with G = dcode (block, R) eps window^T (R, block + P - 1).
+template <typename T>
+void add_weight_grad_band(const Sizes& s, const T* dcode, const T* eps, int64_t len, T scale,
+                          T* dw) {
+  const int64_t rows = band_rows(s), ld = rows + s.P1 - 1;
+  parallel_for(0, s.C, grain_for(len * 2 * s.P1 * s.R), [&](int64_t lo, int64_t hi) {
+    std::vector<T> g(static_cast<size_t>(rows * ld));
+    for (int64_t c = lo; c < hi; ++c)
+      for (int64_t i0 = 0; i0 < len; i0 += rows) {
+        const int64_t block = std::min(rows, len - i0);
+        gemm<T>(false, true, block, block + s.P1 - 1, s.R, T(1), dcode + (i0 * s.C + c) * s.R,
+                s.C * s.R, eps + (i0 * s.C + c) * s.R, s.C * s.R, T(0), g.data(), ld);
+        for (int64_t j = 0; j < s.P1; ++j) {
+          T total = 0;
+          for (int64_t i = 0; i < block; ++i) total += g[i * ld + i + j];
+          dw[c * s.P1 + j] += scale * total;
+        }
+      }
+  });
 }
 
 // code[i1, i2, c, :] = scale * sum_{j1, j2} w[c, j1, j2] eps[i1 + j1, i2 + j2, c, :] for the
@@ -144,6 +208,18 @@ Tensor conv_spe_noise(uint64_t seed, int64_t first_row, int64_t num_rows, int64_
   return randn({num_rows, noise_cols, channels, realizations}, dtype, &gen);
 }
 
+namespace {
+
+template <typename T>
+void fill_codes(const Sizes& s, const T* w, const T* eps, int64_t len, T scale, T* code) {
+  if (use_band(s))
+    build_codes_band<T>(s, w, eps, len, scale, code);
+  else
+    build_codes<T>(s, w, eps, len, scale, code);
+}
+
+}  // namespace
+
 // x: (B, N, H, D), weight: (H*D, 1, P1[, P2]) -> y: (B, N, H, R)
 Tensor conv_spe_filter(const Tensor& x_in, const Tensor& weight, const ConvSpeGrid& grid,
                        int64_t chunk_rows) {
@@ -158,7 +234,7 @@ Tensor conv_spe_filter(const Tensor& x_in, const Tensor& weight, const ConvSpeGr
     std::vector<T> code;
     for_each_chunk<T>(s, grid, chunk_rows, [&](int64_t a, int64_t len, const T* eps) {
       code.resize(static_cast<size_t>(len * s.cols * s.C * s.R));
-      build_codes<T>(s, pw, eps, len, static_cast<T>(grid.scale), code.data());
+      fill_codes<T>(s, pw, eps, len, static_cast<T>(grid.scale), code.data());
       // y[:, n, h, :] = x[:, n, h, :] (B x D) @ code[i, h] (D x R)
       for_each_position_head(s, a * s.cols, len * s.cols, [&](int64_t n, int64_t h, int64_t i) {
         gemm<T>(false, false, s.B, s.R, s.D, T(1), px + (n * s.H + h) * s.D, s.N * s.H * s.D,
@@ -189,7 +265,7 @@ std::vector<Tensor> conv_spe_filter_backward(const Tensor& x_in, const Tensor& w
     std::vector<T> code;
     for_each_chunk<T>(s, grid, chunk_rows, [&](int64_t a, int64_t len, const T* eps) {
       code.resize(static_cast<size_t>(len * s.cols * s.C * s.R));
-      build_codes<T>(s, pw, eps, len, scale, code.data());
+      fill_codes<T>(s, pw, eps, len, scale, code.data());
       for_each_position_head(s, a * s.cols, len * s.cols, [&](int64_t n, int64_t h, int64_t i) {
         const T* gn = pg + (n * s.H + h) * s.R;
         const T* xn = px + (n * s.H + h) * s.D;
@@ -201,7 +277,10 @@ std::vector<Tensor> conv_spe_filter_backward(const Tensor& x_in, const Tensor& w
         gemm<T>(true, false, s.D, s.R, s.B, T(1), xn, s.N * s.H * s.D, gn, s.N * s.H * s.R, T(0), c,
                 s.R);
       });
-      add_weight_grad<T>(s, code.data(), eps, len, scale, pdw);
+      if (use_band(s))
+        add_weight_grad_band<T>(s, code.data(), eps, len, scale, pdw);
+      else
+        add_weight_grad<T>(s, code.data(), eps, len, scale, pdw);
     });
   });
   return {dx, dw};
