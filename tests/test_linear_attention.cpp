@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 
 #include <spear.h>
 
@@ -61,6 +62,28 @@ double max_relative_error(const std::vector<double>& got, const std::vector<doub
   return worst;
 }
 
+// Runs both paths on the same inputs, backpropagates g through each, and checks that the outputs
+// and every input's gradient agree within tol.
+void check_paths_agree(const std::vector<Tensor>& inputs, const Tensor& g,
+                       const std::function<Tensor()>& fused,
+                       const std::function<Tensor()>& composed, double tol) {
+  auto run = [&](const std::function<Tensor()>& path) {
+    Tensor out = path();
+    std::vector<std::vector<double>> values = {out.to_vector<double>()};
+    out.backward(g);
+    for (Tensor t : inputs) {
+      values.push_back(t.grad().to_vector<double>());
+      t.zero_grad();
+    }
+    return values;
+  };
+  const std::vector<std::vector<double>> a = run(fused), b = run(composed);
+  for (size_t i = 0; i < a.size(); ++i) {
+    CAPTURE(i);  // 0: the output, then the inputs' gradients
+    CHECK(relative_to_max(a[i], b[i]) < tol);
+  }
+}
+
 void check_fused_equals_composed(DType dtype, double tol, bool causal, int64_t n) {
   CAPTURE(causal);
   CAPTURE(n);
@@ -69,21 +92,9 @@ void check_fused_equals_composed(DType dtype, double tol, bool causal, int64_t n
   Tensor k = features({2, n, 3, 5}, dtype, gen).requires_grad_();
   Tensor v = randn({2, n, 3, 4}, dtype, &gen).requires_grad_();
   Tensor g = randn({2, n, 3, 4}, dtype, &gen);
-  Tensor fused = linear_attention(q, k, v, causal);
-  fused.backward(g);
-  std::vector<Tensor> fused_grads = {q.grad(), k.grad(), v.grad()};
-  q.zero_grad();
-  k.zero_grad();
-  v.zero_grad();
-  Tensor ref = nn::linear_attention_composed(q, k, v, causal, 1e-6);
-  ref.backward(g);
-  CHECK(relative_to_max(fused.to_vector<double>(), ref.to_vector<double>()) < tol);
-  std::vector<Tensor> ref_grads = {q.grad(), k.grad(), v.grad()};
-  for (size_t i = 0; i < 3; ++i) {
-    CAPTURE(i);
-    CHECK(relative_to_max(fused_grads[i].to_vector<double>(), ref_grads[i].to_vector<double>()) <
-          tol);
-  }
+  check_paths_agree(
+      {q, k, v}, g, [&] { return linear_attention(q, k, v, causal); },
+      [&] { return nn::linear_attention_composed(q, k, v, causal, 1e-6); }, tol);
 }
 
 }  // namespace
@@ -181,28 +192,19 @@ void check_fused_map_equals_composed(DType dtype, double tol, FeatureMapKind map
   options.causal = causal;
   options.feature_map = map;
   options.relu_eps = 0.01;
-  Tensor fused = linear_attention(q, k, v, mask, options);
-  fused.backward(g);
-  std::vector<Tensor> fused_grads = {q.grad(), k.grad(), v.grad()};
-  q.zero_grad();
-  k.zero_grad();
-  v.zero_grad();
   std::shared_ptr<nn::FeatureMap> phi;
   if (map == FeatureMapKind::elu)
     phi = std::make_shared<nn::EluFeatureMap>();
   else
     phi = std::make_shared<nn::ReluFeatureMap>(0.01);
   Tensor keep = eq(mask.to(dtype), zeros({}, dtype)).unsqueeze(-1).unsqueeze(-1);
-  Tensor ref = nn::linear_attention_composed(phi->forward(q, true), phi->forward(k, false) * keep,
+  check_paths_agree(
+      {q, k, v}, g, [&] { return linear_attention(q, k, v, mask, options); },
+      [&] {
+        return nn::linear_attention_composed(phi->forward(q, true), phi->forward(k, false) * keep,
                                              v, causal, 1e-6);
-  ref.backward(g);
-  CHECK(relative_to_max(fused.to_vector<double>(), ref.to_vector<double>()) < tol);
-  std::vector<Tensor> ref_grads = {q.grad(), k.grad(), v.grad()};
-  for (size_t i = 0; i < 3; ++i) {
-    CAPTURE(i);
-    CHECK(relative_to_max(fused_grads[i].to_vector<double>(), ref_grads[i].to_vector<double>()) <
-          tol);
-  }
+      },
+      tol);
 }
 
 }  // namespace
