@@ -131,6 +131,24 @@ TEST_CASE("fashion_mnist: pixels as tokens, the validation split carved from tra
   CHECK(quantised->examples(Split::val)[1].inputs[0] == 1 + 73 * 4 / 256);
   CHECK(quantised->examples(Split::val)[1].inputs[28 + 2] == 4);
 
+  // 2 x 2 blocks: 196 tokens on a 14 x 14 grid. Block (0, 1) holds pixel (1, 2) = 255 and three
+  // pixels 73 of validation image 7: their mean 118.5 rounds down.
+  TaskConfig d = c;
+  d.downsample = 2;
+  const auto pooled = make_task(d);
+  CHECK(pooled->spec().grid == std::vector<int64_t>{14, 14});
+  CHECK(pooled->spec().max_input_len == 196);
+  const std::vector<int64_t>& tokens = pooled->examples(Split::val)[1].inputs;
+  REQUIRE(tokens.size() == 196);
+  CHECK(tokens[0] == 1 + 73);
+  CHECK(tokens[1] == 1 + (3 * 73 + 255) / 4);
+  CHECK(tokens[14] == 1 + 73);
+  d.downsample = 28;  // the whole image in one token: (783 * 73 + 255) / 784 = 73.2
+  CHECK(make_task(d)->examples(Split::val)[1].inputs == std::vector<int64_t>{1 + 73});
+  d.downsample = 5;
+  CHECK(error_message([&] { make_task(d); }) ==
+        "config: task.downsample 5 must divide the image side 28 (1, 2, 4, 7, 14 or 28)");
+
   TaskConfig big = c;
   big.train_size = 7;
   CHECK(error_message([&] { make_task(big); }) ==

@@ -153,6 +153,12 @@ const std::vector<ConfigKey>& config_keys() {
        {},
        2,
        256},
+      {"task.downsample",
+       int64_t{1},
+       "fashion_mnist: side of the square blocks of pixels averaged into one token",
+       {},
+       1,
+       28},
       integer("task.period", 16, 1, "extrapolation: the lag at which the source repeats itself"),
       number("task.noise", 0.1, 0.0, 1.0, "extrapolation: probability of a fresh symbol"),
 
@@ -299,6 +305,7 @@ Config config_from_json(const Json& j) {
   t.max_depth = i64("/task/max_depth");
   t.max_args = i64("/task/max_args");
   t.levels = i64("/task/levels");
+  t.downsample = i64("/task/downsample");
   t.period = i64("/task/period");
   t.noise = f64("/task/noise");
 

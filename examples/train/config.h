@@ -65,7 +65,7 @@ struct TaskConfig {
   int64_t vocab, min_len, max_len, train_size, val_size, test_size;
   uint64_t seed;
   int64_t max_depth, max_args;  // listops
-  int64_t levels;               // fashion_mnist
+  int64_t levels, downsample;   // fashion_mnist
   int64_t period;               // extrapolation
   double noise;
 };

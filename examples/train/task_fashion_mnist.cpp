@@ -6,10 +6,13 @@
 //   token = 1 + pixel * task.levels / 256      (pixel 0-255; id 0 is padding, so a black pixel
 //                                               is not mistaken for it, unlike in LRA)
 //
+// task.downsample = S > 1 first averages each S x S block of pixels (rounding down), so the image
+// becomes (28 / S)^2 tokens (196 for S = 2) on a (28 / S) x (28 / S) grid.
+//
 // The files are the four gzip IDX files of Debian's dataset-fashion-mnist package, in task.path
 // (default /usr/share/datasets/fashion-mnist). Training draws from the first 60000 - val_size
 // training images, validation takes the last val_size, test draws from the official 10000 test
-// images. There is no CLS token: the 784 positions are exactly the grid (TaskSpec::grid), so use
+// images. There is no CLS token: the positions are exactly the grid (TaskSpec::grid), so use
 // model.pooling = mean.
 #include <filesystem>
 
@@ -48,6 +51,21 @@ Images read_images(const std::string& dir, const std::string& prefix) {
   return r;
 }
 
+// The tokens of one 28x28 image: each side x side block of pixels averaged, then quantised.
+std::vector<int64_t> image_tokens(const uint8_t* pixels, int64_t side, int64_t levels) {
+  const int64_t out = kSide / side;
+  std::vector<int64_t> tokens(static_cast<size_t>(out * out));
+  for (int64_t i = 0; i < out; ++i)
+    for (int64_t j = 0; j < out; ++j) {
+      int64_t sum = 0;
+      for (int64_t di = 0; di < side; ++di)
+        for (int64_t dj = 0; dj < side; ++dj)
+          sum += pixels[(i * side + di) * kSide + j * side + dj];
+      tokens[static_cast<size_t>(i * out + j)] = 1 + sum / (side * side) * levels / 256;
+    }
+  return tokens;
+}
+
 }  // namespace
 
 TaskSpec fashion_mnist_task(const TaskConfig& config) {
@@ -57,11 +75,14 @@ TaskSpec fashion_mnist_task(const TaskConfig& config) {
   spec.vocab_size = config.levels + 1;
   spec.num_classes = 10;
   spec.pad_id = 0;
-  spec.max_input_len = kSide * kSide;
-  spec.grid = {kSide, kSide};
+  const int64_t side = config.downsample;
+  SPEAR_CHECK_T(ConfigError, side >= 1 && kSide % side == 0, "config: task.downsample ", side,
+                " must divide the image side 28 (1, 2, 4, 7, 14 or 28)");
+  spec.max_input_len = (kSide / side) * (kSide / side);
+  spec.grid = {kSide / side, kSide / side};
   const std::string dir = config.path.empty() ? kDefaultDir : config.path;
   const int64_t levels = config.levels, val_size = config.val_size;
-  spec.load = [dir, levels, val_size](Split split, int64_t size, Generator& gen) {
+  spec.load = [dir, levels, val_size, side](Split split, int64_t size, Generator& gen) {
     const Images all = read_images(dir, split == Split::test ? "t10k" : "train");
     const int64_t n = all.pixels.shape[0];
     // Each split draws from a range of its file: [begin, end).
@@ -77,9 +98,7 @@ TaskSpec fashion_mnist_task(const TaskConfig& config) {
     for (int64_t i : random_subset(gen, end - begin, size)) {
       const auto image = static_cast<size_t>(begin + i);
       Example e;
-      e.inputs.resize(kSide * kSide);
-      for (size_t p = 0; p < kSide * kSide; ++p)
-        e.inputs[p] = 1 + all.pixels.data[image * kSide * kSide + p] * levels / 256;
+      e.inputs = image_tokens(&all.pixels.data[image * kSide * kSide], side, levels);
       e.targets = {all.labels.data[image]};
       examples.push_back(std::move(e));
     }
