@@ -180,9 +180,10 @@ def r_rows(rows):
 def r_table(rows):
     by_r = r_rows(rows)
     n = next(iter(by_r.values()))[0].trained_length()
-    header = ["R", "seeds", f"loss 0–{n - 1}", f"loss {2 * n}–{4 * n - 1}", "val loss",
-              "CPU ms/step"]
+    header = ["R", "seeds", f"loss 0–{n - 1}", f"loss {n}–{2 * n - 1}", f"loss {2 * n}–{4 * n - 1}",
+              "val loss", "CPU ms/step"]
     body = [[R, len(r), mean_std([x.position_loss(0, n) for x in r]),
+             mean_std([x.position_loss(n, 2 * n) for x in r]),
              mean_std([x.position_loss(2 * n, 4 * n) for x in r]),
              mean_std([x.summary["val"]["loss"] for x in r]),
              f"{statistics.median(x.ms_per_step() for x in r):.0f}"] for R, r in by_r.items()]
@@ -210,12 +211,15 @@ def variance_table(lines):
 def time_table(runs, variance_dir):
     body, cpu_total, wall_total = [], 0.0, 0.0
     for task in TASKS:
-        if task not in runs:
-            continue
-        all_runs = [x for r in runs[task].values() for x in r]
-        cpu, wall = sum(x.cpu for x in all_runs), sum(x.wall for x in all_runs)
-        cpu_total, wall_total = cpu_total + cpu, wall_total + wall
-        body.append([task, len(all_runs), f"{cpu / 60:.1f}", f"{wall / 60:.1f}"])
+        rows = runs.get(task, {})
+        for part, names in ((task, ordered(rows)),
+                            (f"{task}, R", [r for r in rows if r not in ROWS])):
+            part_runs = [x for name in names for x in rows[name]]
+            if not part_runs:
+                continue
+            cpu, wall = sum(x.cpu for x in part_runs), sum(x.wall for x in part_runs)
+            cpu_total, wall_total = cpu_total + cpu, wall_total + wall
+            body.append([part, len(part_runs), f"{cpu / 60:.1f}", f"{wall / 60:.1f}"])
     time_file = os.path.join(variance_dir, "time.txt")
     if os.path.exists(time_file):
         real, user, system = map(float, open(time_file).read().split()[:3])
