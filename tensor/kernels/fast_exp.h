@@ -23,9 +23,14 @@ inline float fast_exp(float x) {
   const float n = truncated - (truncated > t ? 1.0f : 0.0f);  // floor(t)
   float r = clamped - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
-  const float p =
-      ((((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
-          4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f) * r * r) + r + 1.0f;
+  // exp(r) = 1 + r + r^2 c(r), c a degree-5 polynomial, by Horner's rule.
+  float c = 1.9875691500e-4f;
+  c = c * r + 1.3981999507e-3f;
+  c = c * r + 8.3334519073e-3f;
+  c = c * r + 4.1665795894e-2f;
+  c = c * r + 1.6666665459e-1f;
+  c = c * r + 5.0000001201e-1f;
+  const float p = c * r * r + r + 1.0f;
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n, n in [-126, 128]
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);

@@ -218,6 +218,14 @@ void fill_codes(const Sizes& s, const T* w, const T* eps, int64_t len, T scale, 
     build_codes<T>(s, w, eps, len, scale, code);
 }
 
+template <typename T>
+void add_weight_grads(const Sizes& s, const T* dcode, const T* eps, int64_t len, T scale, T* dw) {
+  if (use_band(s))
+    add_weight_grad_band<T>(s, dcode, eps, len, scale, dw);
+  else
+    add_weight_grad<T>(s, dcode, eps, len, scale, dw);
+}
+
 }  // namespace
 
 // x: (B, N, H, D), weight: (H*D, 1, P1[, P2]) -> y: (B, N, H, R)
@@ -277,10 +285,7 @@ std::vector<Tensor> conv_spe_filter_backward(const Tensor& x_in, const Tensor& w
         gemm<T>(true, false, s.D, s.R, s.B, T(1), xn, s.N * s.H * s.D, gn, s.N * s.H * s.R, T(0), c,
                 s.R);
       });
-      if (use_band(s))
-        add_weight_grad_band<T>(s, code.data(), eps, len, scale, pdw);
-      else
-        add_weight_grad<T>(s, code.data(), eps, len, scale, pdw);
+      add_weight_grads<T>(s, code.data(), eps, len, scale, pdw);
     });
   });
   return {dx, dw};
