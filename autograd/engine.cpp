@@ -61,30 +61,41 @@ void run_backward(const Tensor& root, Tensor grad, bool retain_graph) {
   if (grad.dtype() != root.dtype()) grad = kernels::to_dtype(grad, root.dtype());
 
   NoGradGuard no_grad;
-  std::shared_ptr<Node> root_node = gradient_edge(root).node;
-  std::unordered_map<Node*, int> users = count_users(root_node.get());
-  std::unordered_map<Node*, Tensor> pending{{root_node.get(), grad}};
-  std::vector<Node*> ready{root_node.get()};
+  const Edge root_edge = gradient_edge(root);
+  Node* root_node = root_edge.node.get();
+  std::unordered_map<Node*, int> users = count_users(root_node);
+  // The gradients received so far, one slot per output of each node.
+  std::unordered_map<Node*, std::vector<Tensor>> pending;
+  auto slots_of = [&](Node* node) -> std::vector<Tensor>& {
+    std::vector<Tensor>& slots = pending[node];
+    slots.resize(node->output_shapes.size());
+    return slots;
+  };
+  slots_of(root_node)[root_edge.output_nr] = grad;
+  std::vector<Node*> ready{root_node};
   while (!ready.empty()) {
     Node* node = ready.back();
     ready.pop_back();
-    Tensor grad_output = std::move(pending[node]);
+    std::vector<Tensor> grad_outputs = std::move(slots_of(node));
     pending.erase(node);
     // A node whose users sent no gradient still passes on "nothing" so its inputs can count down.
     std::vector<Tensor> grads(node->next_edges.size());
-    if (grad_output.defined()) {
-      grads = node->apply(grad_output);
+    bool any = false;
+    for (const Tensor& g : grad_outputs) any = any || g.defined();
+    if (any) {
+      grads = node->apply(std::move(grad_outputs));
       if (!retain_graph) node->release_saved();
       SPEAR_CHECK_T(AutogradError, grads.size() == node->next_edges.size(), node->name(),
                     ": backward returned ", grads.size(), " gradients for ",
                     node->next_edges.size(), " inputs");
     }
     for (size_t i = 0; i < grads.size(); ++i) {
-      Node* next = node->next_edges[i].node.get();
+      const Edge& edge = node->next_edges[i];
+      Node* next = edge.node.get();
       if (!next) continue;
       if (grads[i].defined()) {
         Tensor g = fit_to_input(*node, i, std::move(grads[i]));
-        Tensor& slot = pending[next];
+        Tensor& slot = slots_of(next)[edge.output_nr];
         slot = slot.defined() ? kernels::binary(kernels::BinaryOp::add, slot, g) : g;
       }
       if (--users[next] == 0) ready.push_back(next);

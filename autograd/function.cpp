@@ -46,7 +46,7 @@ bool debug_enabled() {
   return enabled;
 }
 
-void debug_log(const char* op, const std::vector<Tensor>& inputs, const Tensor& out) {
+void debug_log(const char* op, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outs) {
   std::cerr << "[spear] " << op << '(';
   for (size_t i = 0; i < inputs.size(); ++i) {
     std::cerr << (i ? ", " : "");
@@ -55,7 +55,14 @@ void debug_log(const char* op, const std::vector<Tensor>& inputs, const Tensor& 
     else
       std::cerr << "none";
   }
-  std::cerr << ") -> " << out.shape() << (out.requires_grad() ? " requires_grad" : "") << '\n';
+  std::cerr << ") ->";
+  for (const Tensor& out : outs)
+    std::cerr << ' ' << out.shape() << (out.requires_grad() ? " requires_grad" : "");
+  std::cerr << '\n';
+}
+
+Tensor zeros_for_output(const Shape& shape, DType dtype) {
+  return zeros(shape, dtype);
 }
 
 Tensor fresh_alias(const Tensor& t) {

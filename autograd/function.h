@@ -20,6 +20,10 @@
 // node whose backward is Op::backward. backward returns one gradient per tensor input, in the
 // order the inputs appear in forward's arguments (a std::vector<Tensor> argument counts as its
 // elements). Backward runs with grad mode off, so it may use the public ops freely.
+//
+// An op with several outputs (two results that share work, like ConvSPE's queries and keys,
+// which share one noise draw) returns a std::vector<Tensor> from forward, and its backward takes
+// `const std::vector<Tensor>& grads`, one per output; an output that nothing used gets zeros.
 #pragma once
 #include <memory>
 #include <type_traits>
@@ -62,16 +66,31 @@ class Context {
   std::vector<DType> input_dtypes_;
 };
 
+namespace detail {
+// Whether Op's backward takes one gradient per output (an op with several outputs).
+template <typename Op>
+constexpr bool takes_output_grads =
+    std::is_invocable_v<decltype(&Op::backward), Context&, const std::vector<Tensor>&>;
+Tensor zeros_for_output(const Shape& shape, DType dtype);
+}  // namespace detail
+
 template <typename Op>
 class FunctionNode : public Node {
  public:
   const char* name() const override { return Op::name; }
-  std::vector<Tensor> apply(const Tensor& grad_output) override {
+  std::vector<Tensor> apply(std::vector<Tensor> grad_outputs) override {
     if (ctx.released_)
       throw AutogradError(
           str_cat(Op::name, ": backward through this graph a second time; its saved ",
                   "tensors were freed. Pass retain_graph=true to the first backward()"));
-    return Op::backward(ctx, grad_output);
+    if constexpr (detail::takes_output_grads<Op>) {
+      for (size_t i = 0; i < grad_outputs.size(); ++i)
+        if (!grad_outputs[i].defined())
+          grad_outputs[i] = detail::zeros_for_output(output_shapes[i], output_dtypes[i]);
+      return Op::backward(ctx, grad_outputs);
+    } else {
+      return Op::backward(ctx, grad_outputs[0]);
+    }
   }
   void release_saved() override {
     ctx.saved_.clear();
@@ -91,7 +110,13 @@ template <typename T>
 void collect_tensors(std::vector<Tensor>&, const T&) {}
 
 bool debug_enabled();  // SPEAR_DEBUG=1
-void debug_log(const char* op, const std::vector<Tensor>& inputs, const Tensor& out);
+void debug_log(const char* op, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outs);
+inline std::vector<Tensor> as_outputs(Tensor out) {
+  return {std::move(out)};
+}
+inline std::vector<Tensor> as_outputs(std::vector<Tensor> outs) {
+  return outs;
+}
 // A fresh handle on the same data, so recording history never touches an input's own handle
 // (forward may return an input unchanged, e.g. contiguous() of a contiguous tensor).
 Tensor fresh_alias(const Tensor& t);
@@ -103,18 +128,20 @@ std::vector<std::string> registered_functions();  // sorted
 
 template <typename Op>
 struct Function {
+  // -> Tensor, or std::vector<Tensor> for an op with several outputs: what Op::forward returns.
   template <typename... Args>
-  static Tensor apply(const Args&... args) {
+  static auto apply(const Args&... args) {
+    using Result = decltype(Op::forward(std::declval<Context&>(), args...));
     std::vector<Tensor> inputs;
     (detail::collect_tensors(inputs, args), ...);
     bool record = false;
     if (is_grad_enabled())
       for (const Tensor& t : inputs) record = record || (t.defined() && t.requires_grad());
 
-    Tensor out;
+    std::vector<Tensor> outs;
     if (!record) {
       Context ctx;
-      out = Op::forward(ctx, args...);
+      outs = detail::as_outputs(Op::forward(ctx, args...));
     } else {
       auto node = std::make_shared<FunctionNode<Op>>();
       Context& ctx = node->ctx;
@@ -130,13 +157,20 @@ struct Function {
       node->input_dtypes = ctx.input_dtypes_;
       {
         NoGradGuard no_grad;  // ops inside forward are not recorded
-        out = detail::fresh_alias(Op::forward(ctx, args...));
+        outs = detail::as_outputs(Op::forward(ctx, args...));
       }
-      node->output_shape = out.shape();
-      set_history(out, node);
+      for (size_t i = 0; i < outs.size(); ++i) {
+        outs[i] = detail::fresh_alias(outs[i]);
+        node->output_shapes.push_back(outs[i].shape());
+        node->output_dtypes.push_back(outs[i].dtype());
+        set_history(outs[i], node, static_cast<uint32_t>(i));
+      }
     }
-    if (detail::debug_enabled()) detail::debug_log(Op::name, inputs, out);
-    return out;
+    if (detail::debug_enabled()) detail::debug_log(Op::name, inputs, outs);
+    if constexpr (std::is_same_v<Result, std::vector<Tensor>>)
+      return outs;
+    else
+      return outs[0];
   }
 };
 

@@ -40,7 +40,8 @@ Node::~Node() {
   draining = false;
 }
 
-std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
+std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor> grad_outputs) {
+  const Tensor& grad_output = grad_outputs[0];
   AutogradMeta& meta = *leaf_->autograd;
   // The first gradient is copied: the tensor handed in may be shared with other parts of the
   // graph, and the optimiser later scales .grad() in place.
@@ -65,23 +66,25 @@ Edge gradient_edge(const Tensor& t) {
   if (!t.defined()) return {};
   AutogradMeta* meta = t.impl().autograd.get();
   if (!meta || !meta->requires_grad) return {};
-  if (meta->grad_fn) return {meta->grad_fn};
+  if (meta->grad_fn) return {meta->grad_fn, meta->output_nr};
   std::shared_ptr<Node> acc = meta->grad_accumulator.lock();
   if (!acc) {
     // The accumulator holds the leaf's impl (not the handle), so the leaf lives as long as the
     // graph; the leaf holds only a weak reference back, so there is no cycle.
     acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
-    acc->output_shape = t.shape();
+    acc->output_shapes = {t.shape()};
+    acc->output_dtypes = {t.dtype()};
     meta->grad_accumulator = acc;
   }
   return {acc};
 }
 
-void set_history(Tensor& out, const std::shared_ptr<Node>& node) {
+void set_history(Tensor& out, const std::shared_ptr<Node>& node, uint32_t output_nr) {
   auto& meta = out.impl().autograd;
   if (!meta) meta = std::make_shared<AutogradMeta>();
   meta->requires_grad = true;
   meta->grad_fn = node;
+  meta->output_nr = output_nr;
 }
 
 void print_graph(const Tensor& t, std::ostream& os) {
@@ -95,7 +98,8 @@ void print_graph(const Tensor& t, std::ostream& os) {
   while (!stack.empty()) {
     auto [node, depth] = stack.back();
     stack.pop_back();
-    os << std::string(2 * depth, ' ') << node->name() << ' ' << node->output_shape;
+    os << std::string(2 * depth, ' ') << node->name();
+    for (const Shape& shape : node->output_shapes) os << ' ' << shape;
     if (!printed.insert(node).second) {
       os << " (shown above)\n";
       continue;

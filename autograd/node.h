@@ -17,6 +17,7 @@ struct AutogradMeta {
   bool requires_grad = false;
   Tensor grad;                           // leaves: the accumulated gradient
   std::shared_ptr<Node> grad_fn;         // op outputs: the node that made them
+  uint32_t output_nr = 0;                // op outputs: which of grad_fn's outputs this is
   std::weak_ptr<Node> grad_accumulator;  // leaves: shared by every use of the leaf
   std::vector<std::function<void(const Tensor&)>> post_accumulate_grad_hooks;  // leaves
 };
@@ -36,26 +37,30 @@ class SavedTensor {
 };
 
 class Node;
-// An input of a node; `node` is null when that input needs no gradient.
+// An input of a node: output `output_nr` of `node`, which is null when that input needs no
+// gradient.
 struct Edge {
   std::shared_ptr<Node> node;
+  uint32_t output_nr = 0;
 };
 
 class Node {
  public:
   virtual ~Node();
   virtual const char* name() const = 0;
-  // The gradients w.r.t. each input, given the gradient w.r.t. this node's output. An input that
-  // needs no gradient may get an undefined Tensor. A gradient may have the output's broadcast
-  // shape; the engine sums it down to the input's shape.
-  virtual std::vector<Tensor> apply(const Tensor& grad_output) = 0;
+  // The gradients w.r.t. each input, given the gradients w.r.t. each output (most ops have one;
+  // an output nothing used gets an undefined Tensor, and at least one is defined). An input
+  // that needs no gradient may get an undefined Tensor. A gradient may have the output's
+  // broadcast shape; the engine sums it down to the input's shape.
+  virtual std::vector<Tensor> apply(std::vector<Tensor> grad_outputs) = 0;
   // Frees what forward saved; after this, apply throws (backward ran once without retain_graph).
   virtual void release_saved() {}
 
   std::vector<Edge> next_edges;     // one per tensor input of the op, in order
   std::vector<Shape> input_shapes;  // the inputs' shapes and dtypes, to check and reduce grads
   std::vector<DType> input_dtypes;
-  Shape output_shape;
+  std::vector<Shape> output_shapes;  // one per output
+  std::vector<DType> output_dtypes;
 };
 
 // The end of the graph for a leaf: adds the gradient into leaf.grad().
@@ -63,7 +68,7 @@ class AccumulateGrad : public Node {
  public:
   explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
   const char* name() const override { return "AccumulateGrad"; }
-  std::vector<Tensor> apply(const Tensor& grad_output) override;
+  std::vector<Tensor> apply(std::vector<Tensor> grad_outputs) override;
 
  private:
   std::shared_ptr<TensorImpl> leaf_;
@@ -83,8 +88,8 @@ void register_post_accumulate_grad_hook(const Tensor& leaf,
                                         std::function<void(const Tensor& leaf)> hook);
 void clear_post_accumulate_grad_hooks(const Tensor& leaf);
 
-// Makes `node` the producer of `out`: out.requires_grad() becomes true.
-void set_history(Tensor& out, const std::shared_ptr<Node>& node);
+// Makes `out` output `output_nr` of `node`: out.requires_grad() becomes true.
+void set_history(Tensor& out, const std::shared_ptr<Node>& node, uint32_t output_nr = 0);
 
 // Prints the graph behind `t`, one node per line, indented by depth, with output shapes.
 void print_graph(const Tensor& t, std::ostream& os);

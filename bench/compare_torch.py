@@ -11,8 +11,9 @@ the same rows as `spear-bench attention`; PyTorch runs softmax attention and lin
 written the usual way (einsum; causal as a cumsum of outer products), each (kind, N) in a fresh
 process so its peak RSS growth can be measured. spear reports its peak live tensor bytes.
 `spe`: SPE (sine, conv; gated) feeding elu+1 linear attention, forward + backward, the rows of
-`spear-bench spe`; PyTorch follows the reference formulation: codes of shape (1, N, H, D, R)
-shared over the batch (spe_reference.md 2-4), then the filter as an einsum.
+`spear-bench spe`; PyTorch runs the reference implementation's formulation: codes of shape
+(1, N, H, D, R) shared over the batch (spe_reference.md 2-4), applied as a broadcast product
+summed over D (bench/torch_models.py).
 These print one JSON object per row with both frameworks' numbers and the torch/spear ratios
 (> 1: spear faster or smaller).
 
@@ -25,6 +26,8 @@ encoding (none, sinusoidal, learned, RoPE, sine SPE, conv SPE) on the 2-layer d 
 N 1024, batch 8.
 `sweep`: N = 256 .. 8192, batch 8, for linear + sine SPE, linear + conv SPE, FAVOR+ + sine SPE,
 softmax + sinusoidal.
+Rows with SPE time PyTorch twice: with the reference formulation (the ratios) and with SPE
+written for speed as one einsum (the `*_einsum` fields).
 `efficiency`: the raw sgemm peak, spear on 1 thread vs all, and the sweep's models at d 256.
 `all`: the three, into docs/performance.jsonl, then docs/performance.md and .png
 (bench/report_performance.py); --out DIR writes them elsewhere (a --quick run, say).
@@ -268,6 +271,19 @@ def torch_skip(row):
     return f"needs ~{need:.0f} GiB" if need > TORCH_MEMORY_CAP_GIB else None
 
 
+def run_torch(args, row, threads):
+    """The PyTorch twin of `row` in a child process: (its result, None) or (None, why not)."""
+    try:
+        child = subprocess.run([sys.executable, __file__, "_torch_train"], input=json.dumps(row),
+                               check=True, capture_output=True, text=True,
+                               timeout=args.torch_timeout, env=torch_env(threads)).stdout
+        return json.loads(child), None
+    except subprocess.TimeoutExpired:
+        return None, f"over {args.torch_timeout} s"
+    except subprocess.CalledProcessError as e:
+        return None, "failed: " + (e.stderr.strip().splitlines() or [f"exit {e.returncode}"])[-1]
+
+
 def compare_train_row(args, table, flags, threads=None, with_torch=True, steps=(2, 5)):
     """spear-bench train with `flags`, then the same model in PyTorch in a child process; one row
     with both and the spear/PyTorch ratios (throughput > 1 and memory < 1: spear better)."""
@@ -284,16 +300,9 @@ def compare_train_row(args, table, flags, threads=None, with_torch=True, steps=(
     row.update({"spear_" + k: s[k] for k in ("ms", "tokens_per_s", "gflops", "tensor_peak_mib",
                                               "step_rss_mib", "peak_rss_mib", "loss")})
     skip = torch_skip(s) if with_torch else "not run"
+    spe = s["positional"].endswith("spe")
     if skip is None:
-        try:
-            child = subprocess.run([sys.executable, __file__, "_torch_train"], input=json.dumps(s),
-                                   check=True, capture_output=True, text=True,
-                                   timeout=args.torch_timeout, env=torch_env(threads)).stdout
-            t = json.loads(child)
-        except subprocess.TimeoutExpired:
-            skip = f"over {args.torch_timeout} s"
-        except subprocess.CalledProcessError as e:
-            skip = "failed: " + (e.stderr.strip().splitlines() or [f"exit {e.returncode}"])[-1]
+        t, skip = run_torch(args, s, threads)
     if skip is None:
         tokens = s["batch"] * s["n"] / (t["ms"] * 1e-3)
         row.update({"torch_params": t["params"], "torch_ms": round(t["ms"], 2),
@@ -306,6 +315,17 @@ def compare_train_row(args, table, flags, threads=None, with_torch=True, steps=(
         if t["params"] != s["params"]:
             print(f"compare_torch: {s['name']}: parameter counts differ, spear {s['params']}, "
                   f"PyTorch {t['params']}", file=sys.stderr)
+        if spe:  # the reference SPE above; PyTorch written for speed too (torch_models.py)
+            row["torch_spe"] = "reference"
+            e, why = run_torch(args, dict(s, torch_spe="einsum"), threads)
+            if why is None:
+                row.update({"torch_einsum_ms": round(e["ms"], 2),
+                            "torch_einsum_step_rss_mib": round(e["step_rss_mib"], 1),
+                            "throughput_ratio_einsum": round(e["ms"] / s["ms"], 2),
+                            "memory_ratio_einsum":
+                                round(s["step_rss_mib"] / max(e["step_rss_mib"], 1e-9), 3)})
+            else:
+                row["torch_einsum_skipped"] = why
     else:
         row["torch_skipped"] = skip
     print(json.dumps(row), flush=True)

@@ -3,12 +3,13 @@ bench/compare_torch.py: the same blocks, widths and parameter count from the sam
 
 Written the way a PyTorch user writes them: pre-LN blocks with separate q/k/v projections (as
 spear names them), softmax attention as two batched matmuls, linear attention and FAVOR+ as
-einsums. SPE follows the reference implementation (aliutkus/spe, spe_reference.md 2-4): per
-draw, codes Qbar, Kbar of shape (N, H, D, R), shared over the batch, gated, then contracted with
-the queries and keys. Two departures, both in PyTorch's favour: the contraction is one einsum
-instead of the reference's (qbar * q[..., None]).sum(-2), which would materialise a
-(B, N, H, D, R) product, and ConvSPE's noise is only as long as the filters reach (the reference
-draws 4P extra samples per axis).
+einsums. SPE comes in two formulations (`spe`, "reference" or "einsum"):
+* "reference" is the reference implementation (aliutkus/spe, spe_reference.md 2-4) as written:
+  per draw, codes Qbar, Kbar of shape (N, H, D, R) shared over the batch, gated, then applied
+  as (qbar * q[..., None]).sum(-2), which materialises a (B, N, H, D, R) product; ConvSPE draws
+  4P extra noise samples per axis and keeps positions P .. P + N - 1 of the filtered noise.
+* "einsum" is what a PyTorch user would write for speed: the same codes, contracted with one
+  einsum (no (B, N, H, D, R) product), and ConvSPE noise only as long as the filters reach.
 """
 import math
 
@@ -45,9 +46,10 @@ class ConvSPE(nn.Module):
     """Spec 3: depthwise filters conv_q, conv_k (H*D, 1, *P); conv_k makes Qbar, as in the
     reference. `grid` (N1, N2) for 2-D codes over a row-major grid, else None."""
 
-    def __init__(self, heads, dim, realizations, kernel_size, grid):
+    def __init__(self, heads, dim, realizations, kernel_size, grid, spe="reference"):
         super().__init__()
         self.heads, self.dim, self.realizations, self.grid = heads, dim, realizations, grid
+        self.reference = spe == "reference"
         shape = (heads * dim, 1) + (kernel_size,) * (2 if grid else 1)
         bound = math.sqrt(math.prod(shape[2:]) / 2)
         self.conv_q = nn.Parameter(torch.rand(shape) / bound)
@@ -57,9 +59,13 @@ class ConvSPE(nn.Module):
         C, R = self.heads * self.dim, self.realizations
         P = self.conv_q.shape[2:]
         sizes = self.grid or (n,)
-        noise = torch.randn(R, C, *(s + p - 1 for s, p in zip(sizes, P)))
+        pad = [4 * p if self.reference else p - 1 for p in P]
+        noise = torch.randn(R, C, *(s + e for s, e in zip(sizes, pad)))
         conv = F.conv2d if self.grid else F.conv1d
         qbar, kbar = conv(noise, self.conv_k, groups=C), conv(noise, self.conv_q, groups=C)
+        if self.reference:  # the filtered noise at positions P .. P + N - 1 of each axis
+            window = (slice(None), slice(None), *(slice(p, p + s) for s, p in zip(sizes, P)))
+            qbar, kbar = qbar[window], kbar[window]
         to_codes = lambda x: x.reshape(R, self.heads, self.dim, n).permute(3, 1, 2, 0)
         return to_codes(qbar), to_codes(kbar)
 
@@ -69,8 +75,9 @@ class SPEFilter(nn.Module):
     filter that owns it (one shared code: layer 0's); the draw of a shared code is made once per
     forward pass by the model and handed to every layer as `codes`."""
 
-    def __init__(self, code, gated, owns_code):
+    def __init__(self, code, gated, owns_code, spe="reference"):
         super().__init__()
+        self.reference = spe == "reference"
         if owns_code:
             self.code = code
         self.gate = nn.Parameter(torch.randn(code.heads, code.dim)) if gated else None
@@ -85,6 +92,8 @@ class SPEFilter(nn.Module):
             eta = torch.randn(H, D, R) * scale
             qbar = torch.sqrt(1 - gamma) * qbar + torch.sqrt(gamma) * eta
             kbar = torch.sqrt(1 - gamma) * kbar + torch.sqrt(gamma) * eta
+        if self.reference:
+            return (qbar * q[..., None]).sum(-2), (kbar * k[..., None]).sum(-2)
         return (torch.einsum("bnhd,nhdr->bnhr", q, qbar),
                 torch.einsum("bnhd,nhdr->bnhr", k, kbar))
 
@@ -211,7 +220,8 @@ def sinusoidal(n, dim):
 
 class Model(nn.Module):
     """EncoderClassifier or CausalLM, from a spear-bench train row: row["model"] is the resolved
-    model config, row["task"] the head, vocabulary, classes, N and grid."""
+    model config, row["task"] the head, vocabulary, classes, N and grid; row["torch_spe"] the SPE
+    formulation (default "reference")."""
 
     def __init__(self, row):
         super().__init__()
@@ -223,12 +233,13 @@ class Model(nn.Module):
             self.pos = nn.Parameter(torch.randn(m["max_len"] or n, C) * 0.02)
         spe = m["spe"]
         shared = spe["share_across_layers"]
+        formulation = row.get("torch_spe", "reference")
 
         def make_code():
             if self.positional == "sine_spe":
                 return SineSPE(H, C // H, spe["realizations"], spe["sines"])
             grid = tuple(task["grid"]) if spe["ndim"] == 2 else None
-            return ConvSPE(H, C // H, spe["realizations"], spe["kernel_size"], grid)
+            return ConvSPE(H, C // H, spe["realizations"], spe["kernel_size"], grid, formulation)
 
         made = []  # the codes made so far: a shared one is made once, by layer 0
 
@@ -238,9 +249,9 @@ class Model(nn.Module):
             if self.positional not in ("sine_spe", "conv_spe"):
                 return None
             if shared and made:
-                return SPEFilter(made[0], spe["gated"], owns_code=False)
+                return SPEFilter(made[0], spe["gated"], False, formulation)
             made.append(make_code())
-            return SPEFilter(made[-1], spe["gated"], owns_code=True)
+            return SPEFilter(made[-1], spe["gated"], True, formulation)
 
         self.blocks = nn.ModuleList(Block(m, encoding()) for _ in range(m["layers"]))
         self.shared = shared and self.positional in ("sine_spe", "conv_spe")

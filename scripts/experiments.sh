@@ -39,7 +39,9 @@ main_rows() {  # the table of PE x attention, for one task
   echo "$task softmax-sinusoidal $softmax model.positional=sinusoidal"
   echo "$task favor-none $favor model.positional=none"
   echo "$task favor-sinusoidal $favor model.positional=sinusoidal"
+  echo "$task favor-rope $favor model.positional=rope"
   echo "$task favor-sine_spe $favor model.positional=sine_spe"
+  echo "$task favor-conv_spe $favor $conv"
 }
 r_rows() {  # SineSPE's R against accuracy and speed (R 32 is the main row)
   for r in 8 16 64 128; do
@@ -54,6 +56,11 @@ fashion_rows() {  # 14 x 14 images: 196 tokens
   echo "fashion_mnist linear-conv_spe $linear $conv"
   echo "fashion_mnist linear-conv_spe_2d $linear $conv model.spe.ndim=2 model.spe.kernel_size=7"
   echo "fashion_mnist softmax-sinusoidal $softmax model.positional=sinusoidal"
+  echo "fashion_mnist favor-none $favor model.positional=none"
+  echo "fashion_mnist favor-sinusoidal $favor model.positional=sinusoidal"
+  echo "fashion_mnist favor-rope $favor model.positional=rope"
+  echo "fashion_mnist favor-sine_spe $favor model.positional=sine_spe"
+  echo "fashion_mnist favor-conv_spe $favor $conv"
 }
 # The whole study in priority order: every row with seed 0 before any with seed 1, so a study
 # cut short still has every row.

@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # The rows in the order of the tables, and how they read.
 ROWS = ["linear-none", "linear-sinusoidal", "linear-rope", "linear-sine_spe", "linear-conv_spe",
         "linear-conv_spe_2d", "softmax-sinusoidal", "favor-none", "favor-sinusoidal",
-        "favor-sine_spe"]
+        "favor-rope", "favor-sine_spe", "favor-conv_spe"]
 ATTENTION = {"linear": "linear (ReLU)", "favor": "FAVOR+", "softmax": "softmax"}
 POSITIONAL = {"none": "none", "sinusoidal": "sinusoidal (APE)", "rope": "RoPE",
               "sine_spe": "gated SineSPE", "conv_spe": "gated ConvSPE",

@@ -42,19 +42,22 @@ kernels::ConvSpeGrid saved_grid(const Context& ctx) {
   return grid;
 }
 
-// x: (B,N,H,D), weight: (H*D,1,P...) -> (B,N,H,R): x contracted over d with the codes `weight`
-// filters from the noise of `grid`, chunk by chunk (tensor/kernels/spe_conv.cpp).
+// q, k: (B,N,H,D), wq, wk: (H*D,1,P...) -> {qhat, khat}: (B,N,H,R): each side contracted over d
+// with the codes its filter makes from the noise of `grid`, chunk by chunk, one noise draw per
+// chunk for both sides (tensor/kernels/spe_conv.cpp).
 struct ConvSpeFilterFn : Function<ConvSpeFilterFn> {
   static constexpr const char* name = "conv_spe_filter";
-  static Tensor forward(Context& ctx, const Tensor& x, const Tensor& weight,
-                        const kernels::ConvSpeGrid& grid) {
+  static std::vector<Tensor> forward(Context& ctx, const Tensor& q, const Tensor& k,
+                                     const Tensor& wq, const Tensor& wk,
+                                     const kernels::ConvSpeGrid& grid) {
     save_grid(ctx, grid);
-    ctx.save_for_backward({x, weight});
-    return kernels::conv_spe_filter(x, weight, grid);
+    ctx.save_for_backward({q, k, wq, wk});
+    return kernels::conv_spe_filter({q, k}, {wq, wk}, grid);
   }
-  // y = x code(w): dx = g code^T, dw[c,j] = scale sum_{n,r} (x^T g)[n,c,r] eps[n+j,c,r]
-  static std::vector<Tensor> backward(Context& ctx, const Tensor& g) {
-    return kernels::conv_spe_filter_backward(ctx.saved(0), ctx.saved(1), g, saved_grid(ctx));
+  // y = x code(w), per side: dx = g code^T, dw[c,j] = scale sum_{n,r} (x^T g)[n,c,r] eps[n+j,c,r]
+  static std::vector<Tensor> backward(Context& ctx, const std::vector<Tensor>& grads) {
+    return kernels::conv_spe_filter_backward({ctx.saved(0), ctx.saved(1)},
+                                             {ctx.saved(2), ctx.saved(3)}, grads, saved_grid(ctx));
   }
 };
 SPEAR_REGISTER_FUNCTION(ConvSpeFilterFn);
@@ -132,7 +135,9 @@ std::pair<Tensor, Tensor> ConvSPE::filter(const Tensor& q, const Tensor& k, int6
                     "conv_spe.filter: q, k are ", q.dtype(), ", ", k.dtype(),
                     " but the parameters are ", conv_q.dtype());
   const kernels::ConvSpeGrid g = positions(*this, grid_, q.size(1), offset, "conv_spe.filter");
-  return {ConvSpeFilterFn::apply(q, conv_k, g), ConvSpeFilterFn::apply(k, conv_q, g)};
+  // As in the reference, conv_k makes Qbar and conv_q makes Kbar.
+  std::vector<Tensor> out = ConvSpeFilterFn::apply(q, k, conv_k, conv_q, g);
+  return {out[0], out[1]};
 }
 
 // -> Qbar, Kbar: (1,N,H,D,R). The filtering is a sum over the taps of shifted noise slices.

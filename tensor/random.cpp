@@ -4,14 +4,22 @@
 // function, including randn and randint, which need up to 128 bits per element.
 #include "tensor/random.h"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <utility>
 
+#include "tensor/kernels/fast_log_cos.h"
 #include "tensor/parallel.h"
 
 namespace spear {
 
-PhiloxCounter philox4x32(PhiloxCounter c, PhiloxKey k) {
+namespace {
+
+// Philox4x32-10 itself, here so that the draws below get it inlined (randn's lanes as vector code):
+// spear compiles with -fPIC, under which GCC does not inline the exported philox4x32, since
+// another library could replace it.
+inline PhiloxCounter philox(PhiloxCounter c, PhiloxKey k) {
   // The multipliers and the Weyl key increments (golden ratio and sqrt(3) - 1 in 32-bit fixed
   // point) are those of the Random123 reference implementation.
   constexpr uint64_t kMul0 = 0xD2511F53, kMul1 = 0xCD9E8D57;
@@ -27,6 +35,12 @@ PhiloxCounter philox4x32(PhiloxCounter c, PhiloxKey k) {
          static_cast<uint32_t>(p0 >> 32) ^ c[3] ^ k[1], static_cast<uint32_t>(p0)};
   }
   return c;
+}
+
+}  // namespace
+
+PhiloxCounter philox4x32(PhiloxCounter c, PhiloxKey k) {
+  return philox(c, k);
 }
 
 Generator& default_generator() {
@@ -50,8 +64,8 @@ struct Stream {
   uint64_t base;
   PhiloxCounter block(int64_t i) const {
     const uint64_t counter = base + static_cast<uint64_t>(i);
-    return philox4x32({static_cast<uint32_t>(counter), static_cast<uint32_t>(counter >> 32), 0, 0},
-                      key);
+    return philox({static_cast<uint32_t>(counter), static_cast<uint32_t>(counter >> 32), 0, 0},
+                  key);
   }
 };
 
@@ -78,17 +92,6 @@ double uniform<double>(const PhiloxCounter& b) {
   return static_cast<double>(bits64(b[0], b[1]) >> 11) * 0x1p-53;
 }
 
-// Box-Muller: sqrt(-2 ln u1) cos(2 pi u2) is standard normal for independent uniforms u1, u2.
-// u1 = (m + 0.5) 2^-52 with a 52-bit m lies in [2^-53, 1 - 2^-53], exactly (m + 0.5 fits in a
-// double's 53-bit significand), so the log never sees 0. The sine partner is dropped: using it
-// would tie two elements to one block.
-double normal(const PhiloxCounter& b) {
-  const double u1 = (static_cast<double>(bits64(b[0], b[1]) >> 12) + 0.5) * 0x1p-52;
-  const double u2 = static_cast<double>(bits64(b[2], b[3]) >> 11) * 0x1p-53;
-  constexpr double kTwoPi = 6.283185307179586476925286766559;
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(kTwoPi * u2);
-}
-
 // floor(x * range / 2^64), the high word of the 128-bit product, from four 32x32-bit products.
 // For uniform x it is uniform in [0, range) up to a bias of at most range / 2^64 per value: each
 // value is hit by either floor or ceil of 2^64 / range inputs. Below range 2^32 that is at most
@@ -104,18 +107,63 @@ uint64_t below(uint64_t x, uint64_t range) {
   return x_hi * r_hi + (hi_lo >> 32) + (middle >> 32);
 }
 
-// A new tensor of `shape` whose element i (row-major) is draw(block i of a fresh stream).
-// One Philox block costs several times a simple element op (a copy), hence grain_for(4).
-template <typename T, typename Draw>
-Tensor fill_random(const Shape& shape, Generator* gen, Draw draw) {
+// A new tensor of `shape`, filled by fill(stream, lo, hi, p), which writes elements lo..hi-1
+// (row-major) from a fresh stream; the ranges are split across threads. One Philox block costs
+// several times a simple element op (a copy), hence grain_for(4).
+template <typename T, typename Fill>
+Tensor fill_random_ranges(const Shape& shape, Generator* gen, Fill fill) {
   Tensor out = Tensor::empty(shape, dtype_of<T>());
   const int64_t n = out.numel();
   const Stream stream = reserve_stream(gen, n);
   T* p = out.data_ptr<T>();
-  parallel_for(0, n, grain_for(4), [&](int64_t lo, int64_t hi) {
+  parallel_for(0, n, grain_for(4), [&](int64_t lo, int64_t hi) { fill(stream, lo, hi, p); });
+  return out;
+}
+
+// A new tensor of `shape` whose element i is draw(block i of a fresh stream).
+template <typename T, typename Draw>
+Tensor fill_random(const Shape& shape, Generator* gen, Draw draw) {
+  return fill_random_ranges<T>(shape, gen, [&](const Stream& stream, int64_t lo, int64_t hi, T* p) {
     for (int64_t i = lo; i < hi; ++i) p[i] = draw(stream.block(i));
   });
-  return out;
+}
+
+// Normals are drawn kLanes at a time, in loops over the lanes without branches or calls
+// (fast_log_cos.h stands in for libm's log and cos), which GCC turns into SIMD code. Element i's
+// value depends only on counter base + i, never on its lane, so any split of the range (threads, a
+// partial last block) gives the same bits.
+constexpr int kLanes = 16;
+
+// Box-Muller: sqrt(-2 ln u1) cos(2 pi u2) is standard normal for independent uniforms u1, u2.
+// Element first + l, in double:
+//   u1 = (m + 0.5) 2^-52 from the top 52 bits m of words 0-1: in [2^-53, 1 - 2^-53], exactly
+//        (m + 0.5 fits in a double's 53-bit significand), so the log never sees 0;
+//   u2 = the top 53 bits of words 2-3 times 2^-53, in [0, 1).
+// The sine partner is dropped: using it would tie two elements to one block.
+std::array<double, kLanes> normal_lanes(const Stream& stream, int64_t first) {
+  // Each step is a loop of its own, so that GCC vectorises it at its own width: Philox in 32-bit
+  // words (its 32x32->64-bit products vectorise too), the rest in doubles.
+  uint64_t x[kLanes], y[kLanes];
+  for (int l = 0; l < kLanes; ++l) {
+    const PhiloxCounter b = stream.block(first + l);
+    x[l] = bits64(b[0], b[1]);
+    y[l] = bits64(b[2], b[3]);
+  }
+  double radius2[kLanes], cosine[kLanes];
+  for (int l = 0; l < kLanes; ++l) {
+    const double u1 = (kernels::small_to_double(x[l] >> 12) + 0.5) * 0x1p-52;
+    // y >> 11 has 53 bits, one too many for small_to_double: its last bit is added apart.
+    const double u2 =
+        (kernels::small_to_double(y[l] >> 12) * 2 + kernels::small_to_double(y[l] >> 11 & 1)) *
+        0x1p-53;
+    radius2[l] = -2.0 * kernels::fast_log(u1);
+    cosine[l] = kernels::cos_2pi(u2);
+  }
+  // std::sqrt may set errno (never here: its argument is positive), which keeps it a scalar call;
+  // alone in its loop, it does not keep the loop above scalar.
+  std::array<double, kLanes> z;
+  for (int l = 0; l < kLanes; ++l) z[l] = std::sqrt(radius2[l]) * cosine[l];
+  return z;
 }
 
 }  // namespace
@@ -131,8 +179,15 @@ Tensor rand(const Shape& shape, DType dtype, Generator* gen) {
 Tensor randn(const Shape& shape, DType dtype, Generator* gen) {
   check_shape(shape, "randn");
   return SPEAR_DISPATCH_FLOAT(dtype, "randn", [&] {
-    return fill_random<scalar_t>(
-        shape, gen, [](const PhiloxCounter& b) { return static_cast<scalar_t>(normal(b)); });
+    return fill_random_ranges<scalar_t>(
+        shape, gen, [](const Stream& stream, int64_t lo, int64_t hi, scalar_t* p) {
+          // A range's last block may be partial: it computes all lanes and keeps the first ones.
+          for (int64_t i = lo; i < hi; i += kLanes) {
+            const std::array<double, kLanes> z = normal_lanes(stream, i);
+            const int64_t count = std::min<int64_t>(kLanes, hi - i);
+            for (int64_t l = 0; l < count; ++l) p[i + l] = static_cast<scalar_t>(z[l]);
+          }
+        });
   });
 }
 

@@ -1,5 +1,7 @@
 #include "tensor/storage.h"
 
+#include <sys/mman.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <map>
@@ -32,6 +34,7 @@ constexpr size_t kCacheFrom = SIZE_MAX;
 constexpr size_t kCacheFrom = size_t(1) << 20;
 #endif
 constexpr size_t kCacheLimit = size_t(2) << 30;
+constexpr size_t kHugePage = size_t(2) << 20;
 
 struct BlockCache {
   std::mutex mutex;
@@ -65,8 +68,13 @@ void* acquire(size_t capacity) {
       return block;
     }
   }
-  void* block = std::aligned_alloc(Storage::kAlignment, capacity);
-  if (!block) throw std::bad_alloc();
+  // Big blocks start on a 2 MiB boundary and ask for transparent huge pages: kernels stream
+  // through them, and with 4 KiB pages every 4 KiB read costs a TLB miss.
+  const bool huge = capacity >= kHugePage;
+  void* block = nullptr;
+  if (posix_memalign(&block, huge ? kHugePage : Storage::kAlignment, capacity) != 0)
+    throw std::bad_alloc();
+  if (huge) madvise(block, capacity, MADV_HUGEPAGE);
   return block;
 }
 

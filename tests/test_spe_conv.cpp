@@ -351,7 +351,8 @@ TEST_CASE("codes of a position are the same numbers whatever the length, offset 
   }
 }
 
-TEST_CASE("the fused kernel gives the same results for any chunk size, 1-D and 2-D") {
+TEST_CASE(
+    "the fused kernel gives the same results for any chunk size and for two sides in one call") {
   // The outputs and dx are per-position computations: bit-identical for every chunking. The
   // filters' gradient sums the chunks in order, so only its rounding depends on the chunking.
   // The third case, a 20-tap filter, goes through the band GEMMs.
@@ -368,15 +369,27 @@ TEST_CASE("the fused kernel gives the same results for any chunk size, 1-D and 2
     grid.scale = 0.3;
     Tensor x = random({2, grid.rows * grid.cols, 2, 3}, f64, 4);
     Tensor g = random({2, grid.rows * grid.cols, 2, 5}, f64, 5);
-    Tensor y = kernels::conv_spe_filter(x, w, grid);
-    V grads = kernels::conv_spe_filter_backward(x, w, g, grid);
+    Tensor y = kernels::conv_spe_filter({x}, {w}, grid)[0];
+    V grads = kernels::conv_spe_filter_backward({x}, {w}, {g}, grid);
     for (int64_t chunk : {1, 2, 4, 11, 50}) {
       CAPTURE(chunk);
-      check_identical(kernels::conv_spe_filter(x, w, grid, chunk), y, "y");
-      V chunked = kernels::conv_spe_filter_backward(x, w, g, grid, chunk);
+      check_identical(kernels::conv_spe_filter({x}, {w}, grid, chunk)[0], y, "y");
+      V chunked = kernels::conv_spe_filter_backward({x}, {w}, {g}, grid, chunk);
       check_identical(chunked[0], grads[0], "dx");
       check_close(chunked[1], grads[1], 1e-12, "dweight");
     }
+    // Two sides in one call share each chunk's noise and give what two calls give, exactly.
+    Tensor x2 = random(x.shape(), f64, 6), w2 = random(w.shape(), f64, 7);
+    Tensor g2 = random(g.shape(), f64, 8);
+    V pair = kernels::conv_spe_filter({x, x2}, {w, w2}, grid);
+    check_identical(pair[0], y, "side 0");
+    check_identical(pair[1], kernels::conv_spe_filter({x2}, {w2}, grid)[0], "side 1");
+    V pair_grads = kernels::conv_spe_filter_backward({x, x2}, {w, w2}, {g, g2}, grid);
+    V grads2 = kernels::conv_spe_filter_backward({x2}, {w2}, {g2}, grid);
+    check_identical(pair_grads[0], grads[0], "dx side 0");
+    check_identical(pair_grads[1], grads2[0], "dx side 1");
+    check_identical(pair_grads[2], grads[1], "dweight side 0");
+    check_identical(pair_grads[3], grads2[1], "dweight side 1");
   }
 }
 
@@ -563,12 +576,23 @@ TEST_CASE("errors name the op and the sizes") {
   grid.realizations = 4;
   Tensor x = zeros({1, 5, 2, 3});
   CHECK(message([&] {
-          kernels::conv_spe_filter(x, zeros({5, 1, 3}), grid);
+          kernels::conv_spe_filter({x}, {zeros({5, 1, 3})}, grid);
         }).find("conv_spe_filter: weight [5, 1, 3] does not fit x [1, 5, 2, 3]") !=
         std::string::npos);
-  CHECK_THROWS_AS(kernels::conv_spe_filter(zeros({1, 6, 2, 3}), zeros({6, 1, 3}), grid),
+  CHECK_THROWS_AS(kernels::conv_spe_filter({zeros({1, 6, 2, 3})}, {zeros({6, 1, 3})}, grid),
                   ShapeError);
-  CHECK_THROWS_AS(kernels::conv_spe_filter(x, zeros({6, 1, 3}, f64), grid), DTypeError);
-  CHECK_THROWS_AS(kernels::conv_spe_filter_backward(x, zeros({6, 1, 3}), zeros({1, 5, 2, 3}), grid),
+  CHECK_THROWS_AS(kernels::conv_spe_filter({x}, {zeros({6, 1, 3}, f64)}, grid), DTypeError);
+  CHECK_THROWS_AS(
+      kernels::conv_spe_filter_backward({x}, {zeros({6, 1, 3})}, {zeros({1, 5, 2, 3})}, grid),
+      ShapeError);
+  // Sides must match each other, and come with one weight and one gradient each.
+  CHECK(message([&] {
+          kernels::conv_spe_filter({x, zeros({1, 5, 2, 2})}, {zeros({6, 1, 3}), zeros({4, 1, 3})},
+                                   grid);
+        }).find("conv_spe_filter: side 1") != std::string::npos);
+  CHECK_THROWS_AS(kernels::conv_spe_filter({x, x}, {zeros({6, 1, 3})}, grid), ShapeError);
+  CHECK_THROWS_AS(kernels::conv_spe_filter({}, {}, grid), ShapeError);
+  CHECK_THROWS_AS(kernels::conv_spe_filter_backward({x, x}, {zeros({6, 1, 3}), zeros({6, 1, 3})},
+                                                    {zeros({1, 5, 2, 4})}, grid),
                   ShapeError);
 }

@@ -2,6 +2,8 @@
 // x: S -> y: S;  a: A, b: B -> y: broadcast(A, B);  cond, a, b -> y: broadcast of all three.
 #include <cmath>
 
+#include "tensor/kernels/fast_erf.h"
+#include "tensor/kernels/fast_exp.h"
 #include "tensor/kernels/iterate.h"
 #include "tensor/kernels/kernels.h"
 
@@ -55,13 +57,13 @@ Tensor unary_typed(UnaryOp op, const Tensor& x) {
       return map_unary<T>(x, [](T v) { return v > T(0) ? v : T(0); });
     case UnaryOp::gelu:  // exact form: x * Phi(x)
       return map_unary<T>(
-          x, [](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(0.70710678118654752440))); });
+          x, [](T v) { return T(0.5) * v * (T(1) + fast_erf(v * T(0.70710678118654752440))); });
     case UnaryOp::elu:
       return map_unary<T>(x, [](T v) { return v > T(0) ? v : std::expm1(v); });
     case UnaryOp::softplus:  // above 20, log(1 + e^x) == x in every float format we use
       return map_unary<T>(x, [](T v) { return v > T(20) ? v : std::log1p(std::exp(v)); });
     case UnaryOp::erf:
-      return map_unary<T>(x, [](T v) { return std::erf(v); });
+      return map_unary<T>(x, [](T v) { return fast_erf(v); });
   }
   throw Error("unary: unknown op");
 }
@@ -77,9 +79,14 @@ Tensor map_backward(const Tensor& x, const Tensor& y, const Tensor& g, F df) {
   parallel_runs<4>(
       x.shape(), {dx.strides(), x.strides(), y.strides(), g.strides()},
       [&](int64_t n, const std::array<int64_t, 4>& off, const std::array<int64_t, 4>& st) {
-        for (int64_t j = 0; j < n; ++j)
-          out[off[0] + j * st[0]] =
-              pg[off[3] + j * st[3]] * df(px[off[1] + j * st[1]], py[off[2] + j * st[2]]);
+        T* o = out + off[0];
+        const T *a = px + off[1], *b = py + off[2], *c = pg + off[3];
+        if (st[0] == 1 && st[1] == 1 && st[2] == 1 && st[3] == 1) {  // vectorised, as above
+          for (int64_t j = 0; j < n; ++j) o[j] = c[j] * df(a[j], b[j]);
+        } else {
+          for (int64_t j = 0; j < n; ++j)
+            o[j * st[0]] = c[j * st[3]] * df(a[j * st[1]], b[j * st[2]]);
+        }
       });
   return dx;
 }
@@ -114,15 +121,15 @@ Tensor unary_backward_typed(UnaryOp op, const Tensor& x, const Tensor& y, const 
       return d([](T x, T) { return T(x > 0); });
     case UnaryOp::gelu:  // Phi(x) + x phi(x)
       return d([=](T x, T) {
-        return T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440))) +
-               x * inv_sqrt_2pi * std::exp(T(-0.5) * x * x);
+        return T(0.5) * (T(1) + fast_erf(x * T(0.70710678118654752440))) +
+               x * inv_sqrt_2pi * fast_exp(T(-0.5) * x * x);
       });
     case UnaryOp::elu:
       return d([](T x, T y) { return x > 0 ? T(1) : y + T(1); });  // e^x below 0
     case UnaryOp::softplus:
       return d([](T x, T) { return T(1) / (T(1) + std::exp(-x)); });
     case UnaryOp::erf:
-      return d([=](T x, T) { return two_over_sqrt_pi * std::exp(-x * x); });
+      return d([=](T x, T) { return two_over_sqrt_pi * fast_exp(-x * x); });
   }
   throw Error("unary_backward: unknown op");
 }

@@ -50,16 +50,21 @@ struct ConvSpeGrid {
 // The noise of rows first_row .. first_row + num_rows - 1 -> (num_rows, noise_cols, C, R).
 Tensor conv_spe_noise(uint64_t seed, int64_t first_row, int64_t num_rows, int64_t noise_cols,
                       int64_t channels, int64_t realizations, DType dtype);
-// x: (B, rows*cols, H, D), weight: (H*D, 1, P1) or (H*D, 1, P1, P2) -> y: (B, rows*cols, H, R):
+// Several sides (queries and keys) share the noise: side i is xs[i]: (B, rows*cols, H, D) with
+// weights[i]: (H*D, 1, P1) or (H*D, 1, P1, P2), all sides of one shape -> ys[i]: (B, rows*cols,
+// H, R):
 //   y[b, n, h, r] = sum_d x[b, n, h, d] code[n, h*D + d, r],
 // built chunk_rows grid rows at a time (0: a size chosen from the shapes), so the codes exist
-// for one chunk only. A code value does not depend on the chunking.
-Tensor conv_spe_filter(const Tensor& x, const Tensor& weight, const ConvSpeGrid& grid,
-                       int64_t chunk_rows = 0);
-// grad: (B, rows*cols, H, R) -> {dx, dweight}. The codes are rebuilt chunk by chunk; dweight sums
-// the chunks in order.
-std::vector<Tensor> conv_spe_filter_backward(const Tensor& x, const Tensor& weight,
-                                             const Tensor& grad, const ConvSpeGrid& grid,
-                                             int64_t chunk_rows = 0);
+// for one chunk only, and each chunk's noise is drawn once for all sides. A code value does not
+// depend on the chunking.
+std::vector<Tensor> conv_spe_filter(const std::vector<Tensor>& xs,
+                                    const std::vector<Tensor>& weights, const ConvSpeGrid& grid,
+                                    int64_t chunk_rows = 0);
+// grads[i]: (B, rows*cols, H, R) -> {dx for each side, then dweight for each side}. The codes
+// are rebuilt chunk by chunk; dweight sums the chunks in order.
+std::vector<Tensor> conv_spe_filter_backward(const std::vector<Tensor>& xs,
+                                             const std::vector<Tensor>& weights,
+                                             const std::vector<Tensor>& grads,
+                                             const ConvSpeGrid& grid, int64_t chunk_rows = 0);
 
 }  // namespace spear::kernels

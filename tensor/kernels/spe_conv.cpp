@@ -8,8 +8,9 @@
 // Held whole, the codes would be N*C*R values: D times a batch element's share of y. So the
 // positions go chunk by chunk of grid rows: draw the noise of the chunk's window (its rows plus the
 // P1 - 1 rows its filters reach beyond), build the chunk's codes in a scratch buffer, contract them
-// with x for every batch element, drop them. Scratch, forward and backward (which rebuilds the
-// codes and reuses their buffer for the codes' gradient):
+// with x for every batch element, drop them. Queries and keys go through one call as two sides:
+// each chunk's noise is drawn once and filtered by each side's own filter. Scratch, forward and
+// backward (which rebuilds the codes and reuses their buffer for the codes' gradient):
 //   (chunk + P1 - 1) * (cols + P2 - 1) * C * R noise values + chunk * cols * C * R code values.
 //
 // Long 1-D filters (P1 >= kMinBandTaps) go through GEMMs: for each channel, a block of code rows
@@ -228,67 +229,110 @@ void add_weight_grads(const Sizes& s, const T* dcode, const T* eps, int64_t len,
 
 }  // namespace
 
-// x: (B, N, H, D), weight: (H*D, 1, P1[, P2]) -> y: (B, N, H, R)
-Tensor conv_spe_filter(const Tensor& x_in, const Tensor& weight, const ConvSpeGrid& grid,
-                       int64_t chunk_rows) {
-  const Sizes s = check_inputs(x_in, weight, grid, "conv_spe_filter");
-  Tensor x = contiguous(x_in), w = contiguous(weight);
-  Tensor y = Tensor::empty({s.B, s.N, s.H, s.R}, x.dtype());
-  if (y.numel() == 0) return y;
-  SPEAR_DISPATCH_FLOAT(x.dtype(), "conv_spe_filter", [&] {
+namespace {
+
+// The sides of one call: every x has one shape, every weight another; the sizes they share.
+Sizes check_sides(const std::vector<Tensor>& xs, const std::vector<Tensor>& weights,
+                  const ConvSpeGrid& grid, const char* op) {
+  SPEAR_CHECK_SHAPE(!xs.empty() && xs.size() == weights.size(), op, ": expected one weight per x, ",
+                    "got ", xs.size(), " x and ", weights.size(), " weights");
+  const Sizes s = check_inputs(xs[0], weights[0], grid, op);
+  for (size_t i = 1; i < xs.size(); ++i) {
+    check_inputs(xs[i], weights[i], grid, op);
+    SPEAR_CHECK_SHAPE(xs[i].shape() == xs[0].shape() && weights[i].shape() == weights[0].shape(),
+                      op, ": side ", i, " (x ", xs[i].shape(), ", weight ", weights[i].shape(),
+                      ") differs from side 0 (x ", xs[0].shape(), ", weight ", weights[0].shape(),
+                      ")");
+    SPEAR_CHECK_DTYPE(xs[i].dtype() == xs[0].dtype(), op, ": side ", i, " is ", xs[i].dtype(),
+                      ", side 0 ", xs[0].dtype());
+  }
+  return s;
+}
+
+std::vector<Tensor> contiguous_all(const std::vector<Tensor>& ts) {
+  std::vector<Tensor> out;
+  for (const Tensor& t : ts) out.push_back(contiguous(t));
+  return out;
+}
+
+}  // namespace
+
+// xs[i]: (B, N, H, D), weights[i]: (H*D, 1, P1[, P2]) -> ys[i]: (B, N, H, R)
+std::vector<Tensor> conv_spe_filter(const std::vector<Tensor>& xs_in,
+                                    const std::vector<Tensor>& weights_in, const ConvSpeGrid& grid,
+                                    int64_t chunk_rows) {
+  const Sizes s = check_sides(xs_in, weights_in, grid, "conv_spe_filter");
+  const std::vector<Tensor> xs = contiguous_all(xs_in), ws = contiguous_all(weights_in);
+  std::vector<Tensor> ys;
+  for (size_t i = 0; i < xs.size(); ++i)
+    ys.push_back(Tensor::empty({s.B, s.N, s.H, s.R}, xs[0].dtype()));
+  if (ys[0].numel() == 0) return ys;
+  SPEAR_DISPATCH_FLOAT(xs[0].dtype(), "conv_spe_filter", [&] {
     using T = scalar_t;
-    const T *px = x.data_ptr<T>(), *pw = w.data_ptr<T>();
-    T* py = y.data_ptr<T>();
     std::vector<T> code;
     for_each_chunk<T>(s, grid, chunk_rows, [&](int64_t a, int64_t len, const T* eps) {
       code.resize(static_cast<size_t>(len * s.cols * s.C * s.R));
-      fill_codes<T>(s, pw, eps, len, static_cast<T>(grid.scale), code.data());
-      // y[:, n, h, :] = x[:, n, h, :] (B x D) @ code[i, h] (D x R)
-      for_each_position_head(s, a * s.cols, len * s.cols, [&](int64_t n, int64_t h, int64_t i) {
-        gemm<T>(false, false, s.B, s.R, s.D, T(1), px + (n * s.H + h) * s.D, s.N * s.H * s.D,
-                code.data() + (i * s.H + h) * s.D * s.R, s.R, T(0), py + (n * s.H + h) * s.R,
-                s.N * s.H * s.R);
-      });
+      for (size_t side = 0; side < xs.size(); ++side) {
+        const T* px = xs[side].data_ptr<T>();
+        T* py = ys[side].data_ptr<T>();
+        fill_codes<T>(s, ws[side].data_ptr<T>(), eps, len, static_cast<T>(grid.scale), code.data());
+        // y[:, n, h, :] = x[:, n, h, :] (B x D) @ code[i, h] (D x R)
+        for_each_position_head(s, a * s.cols, len * s.cols, [&](int64_t n, int64_t h, int64_t i) {
+          gemm<T>(false, false, s.B, s.R, s.D, T(1), px + (n * s.H + h) * s.D, s.N * s.H * s.D,
+                  code.data() + (i * s.H + h) * s.D * s.R, s.R, T(0), py + (n * s.H + h) * s.R,
+                  s.N * s.H * s.R);
+        });
+      }
     });
   });
-  return y;
+  return ys;
 }
 
-// -> {dx: (B, N, H, D), dweight: (H*D, 1, P1[, P2])}
-std::vector<Tensor> conv_spe_filter_backward(const Tensor& x_in, const Tensor& weight,
-                                             const Tensor& grad, const ConvSpeGrid& grid,
-                                             int64_t chunk_rows) {
-  const Sizes s = check_inputs(x_in, weight, grid, "conv_spe_filter backward");
-  SPEAR_CHECK_SHAPE(grad.shape() == Shape({s.B, s.N, s.H, s.R}),
-                    "conv_spe_filter backward: grad shape ", grad.shape(), " != output shape ",
-                    Shape({s.B, s.N, s.H, s.R}));
-  Tensor x = contiguous(x_in), w = contiguous(weight), g = contiguous(grad);
-  Tensor dx = zeros(x.shape(), x.dtype()), dw = zeros(w.shape(), w.dtype());
-  if (s.B == 0) return {dx, dw};
-  SPEAR_DISPATCH_FLOAT(x.dtype(), "conv_spe_filter backward", [&] {
+// -> {dx for each side, then dweight for each side}
+std::vector<Tensor> conv_spe_filter_backward(const std::vector<Tensor>& xs_in,
+                                             const std::vector<Tensor>& weights_in,
+                                             const std::vector<Tensor>& grads_in,
+                                             const ConvSpeGrid& grid, int64_t chunk_rows) {
+  const Sizes s = check_sides(xs_in, weights_in, grid, "conv_spe_filter backward");
+  SPEAR_CHECK_SHAPE(grads_in.size() == xs_in.size(), "conv_spe_filter backward: expected ",
+                    xs_in.size(), " grads, got ", grads_in.size());
+  for (const Tensor& g : grads_in)
+    SPEAR_CHECK_SHAPE(g.shape() == Shape({s.B, s.N, s.H, s.R}),
+                      "conv_spe_filter backward: grad shape ", g.shape(), " != output shape ",
+                      Shape({s.B, s.N, s.H, s.R}));
+  const std::vector<Tensor> xs = contiguous_all(xs_in), ws = contiguous_all(weights_in),
+                            gs = contiguous_all(grads_in);
+  std::vector<Tensor> out;
+  for (const Tensor& x : xs) out.push_back(zeros(x.shape(), x.dtype()));
+  for (const Tensor& w : ws) out.push_back(zeros(w.shape(), w.dtype()));
+  if (s.B == 0) return out;
+  const size_t sides = xs.size();
+  SPEAR_DISPATCH_FLOAT(xs[0].dtype(), "conv_spe_filter backward", [&] {
     using T = scalar_t;
-    const T *px = x.data_ptr<T>(), *pw = w.data_ptr<T>(), *pg = g.data_ptr<T>();
-    T *pdx = dx.data_ptr<T>(), *pdw = dw.data_ptr<T>();
     const T scale = static_cast<T>(grid.scale);
     std::vector<T> code;
     for_each_chunk<T>(s, grid, chunk_rows, [&](int64_t a, int64_t len, const T* eps) {
       code.resize(static_cast<size_t>(len * s.cols * s.C * s.R));
-      fill_codes<T>(s, pw, eps, len, scale, code.data());
-      for_each_position_head(s, a * s.cols, len * s.cols, [&](int64_t n, int64_t h, int64_t i) {
-        const T* gn = pg + (n * s.H + h) * s.R;
-        const T* xn = px + (n * s.H + h) * s.D;
-        T* c = code.data() + (i * s.H + h) * s.D * s.R;
-        // dx[:, n, h, :] = g (B x R) @ code^T (R x D); then the code's own gradient replaces it:
-        // dcode[i, h] = x^T (D x B) @ g (B x R)
-        gemm<T>(false, true, s.B, s.D, s.R, T(1), gn, s.N * s.H * s.R, c, s.R, T(0),
-                pdx + (n * s.H + h) * s.D, s.N * s.H * s.D);
-        gemm<T>(true, false, s.D, s.R, s.B, T(1), xn, s.N * s.H * s.D, gn, s.N * s.H * s.R, T(0), c,
-                s.R);
-      });
-      add_weight_grads<T>(s, code.data(), eps, len, scale, pdw);
+      for (size_t side = 0; side < sides; ++side) {
+        const T *px = xs[side].data_ptr<T>(), *pg = gs[side].data_ptr<T>();
+        T* pdx = out[side].data_ptr<T>();
+        fill_codes<T>(s, ws[side].data_ptr<T>(), eps, len, scale, code.data());
+        for_each_position_head(s, a * s.cols, len * s.cols, [&](int64_t n, int64_t h, int64_t i) {
+          const T* gn = pg + (n * s.H + h) * s.R;
+          const T* xn = px + (n * s.H + h) * s.D;
+          T* c = code.data() + (i * s.H + h) * s.D * s.R;
+          // dx[:, n, h, :] = g (B x R) @ code^T (R x D); then the code's own gradient replaces
+          // it: dcode[i, h] = x^T (D x B) @ g (B x R)
+          gemm<T>(false, true, s.B, s.D, s.R, T(1), gn, s.N * s.H * s.R, c, s.R, T(0),
+                  pdx + (n * s.H + h) * s.D, s.N * s.H * s.D);
+          gemm<T>(true, false, s.D, s.R, s.B, T(1), xn, s.N * s.H * s.D, gn, s.N * s.H * s.R, T(0),
+                  c, s.R);
+        });
+        add_weight_grads<T>(s, code.data(), eps, len, scale, out[sides + side].data_ptr<T>());
+      }
     });
   });
-  return {dx, dw};
+  return out;
 }
 
 }  // namespace spear::kernels
