@@ -119,10 +119,11 @@ Tensor unary_backward_typed(UnaryOp op, const Tensor& x, const Tensor& y, const 
       return d([](T, T y) { return y * (T(1) - y); });  // s (1 - s)
     case UnaryOp::relu:
       return d([](T x, T) { return T(x > 0); });
-    case UnaryOp::gelu:  // Phi(x) + x phi(x)
-      return d([=](T x, T) {
-        return T(0.5) * (T(1) + fast_erf(x * T(0.70710678118654752440))) +
-               x * inv_sqrt_2pi * fast_exp(T(-0.5) * x * x);
+    case UnaryOp::gelu:  // Phi(x) + x phi(x), with Phi(x) = y / x: a division instead of an erf
+      return d([=](T x, T y) {
+        const T tiny = T(1e-20);  // below it, y / x loses digits (or is 0 / 0); Phi(x) = 1/2 there
+        const T cdf = x > tiny || x < -tiny ? y / x : T(0.5);
+        return cdf + x * inv_sqrt_2pi * fast_exp(T(-0.5) * x * x);
       });
     case UnaryOp::elu:
       return d([](T x, T y) { return x > 0 ? T(1) : y + T(1); });  // e^x below 0
