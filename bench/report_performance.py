@@ -54,7 +54,7 @@ head. A step is 3× the forward (the backward costs two forwards). Elementwise w
 counted. "% peak" is spear's GFLOP/s over the best raw `cblas_sgemm` rate `spear-bench matmul`
 measures at the same thread count ({sgemm:.1f} GFLOP/s here, {sgemm_size}³).
 
-**To regenerate** every number, table and the plot (about half an hour on 2 cores):
+**To regenerate** every number, table and the plot (about 35 minutes on 2 cores):
 
 ```sh
 cmake --build build --target spear-bench
