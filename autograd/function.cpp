@@ -61,10 +61,6 @@ void debug_log(const char* op, const std::vector<Tensor>& inputs, const std::vec
   std::cerr << '\n';
 }
 
-Tensor zeros_for_output(const Shape& shape, DType dtype) {
-  return zeros(shape, dtype);
-}
-
 Tensor fresh_alias(const Tensor& t) {
   return Tensor::make_view(t.storage(), t.shape(), t.strides(), t.offset(), t.dtype());
 }

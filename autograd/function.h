@@ -71,7 +71,6 @@ namespace detail {
 template <typename Op>
 constexpr bool takes_output_grads =
     std::is_invocable_v<decltype(&Op::backward), Context&, const std::vector<Tensor>&>;
-Tensor zeros_for_output(const Shape& shape, DType dtype);
 }  // namespace detail
 
 template <typename Op>
@@ -85,8 +84,7 @@ class FunctionNode : public Node {
                   "tensors were freed. Pass retain_graph=true to the first backward()"));
     if constexpr (detail::takes_output_grads<Op>) {
       for (size_t i = 0; i < grad_outputs.size(); ++i)
-        if (!grad_outputs[i].defined())
-          grad_outputs[i] = detail::zeros_for_output(output_shapes[i], output_dtypes[i]);
+        if (!grad_outputs[i].defined()) grad_outputs[i] = zeros(output_shapes[i], output_dtypes[i]);
       return Op::backward(ctx, grad_outputs);
     } else {
       return Op::backward(ctx, grad_outputs[0]);
