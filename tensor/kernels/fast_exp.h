@@ -18,9 +18,12 @@ inline float fast_exp(float x) {
   // conditional would be a branch, since it may raise a floating-point exception.
   const float above_min = x < kMin ? kMin : x;
   const float clamped = above_min > kMax ? kMax : above_min;
-  const float t = clamped * 1.44269504088896341f + 0.5f;
-  const float truncated = static_cast<float>(static_cast<int32_t>(t));
-  const float n = truncated - (truncated > t ? 1.0f : 0.0f);  // floor(t)
+  // n = round(x / ln 2) by the float adder itself: adding 1.5 * 2^23 leaves no bits below the
+  // units, so the sum is rounded to an integer, and subtracting it back is exact. A floor built
+  // from a comparison instead made GCC compute the polynomial twice, once per outcome (1.7x slower
+  // with SSE2, 10x with AVX2).
+  constexpr float kRound = 12582912.0f;
+  const float n = (clamped * 1.44269504088896341f + kRound) - kRound;
   float r = clamped - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
   // exp(r) = 1 + r + r^2 c(r), c a degree-5 polynomial, by Horner's rule.

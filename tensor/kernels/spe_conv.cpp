@@ -29,6 +29,7 @@
 #include "tensor/kernels/blas.h"
 #include "tensor/kernels/kernels.h"
 #include "tensor/kernels/spe.h"
+#include "tensor/kernels/spe_code_rows.h"
 #include "tensor/parallel.h"
 #include "tensor/random.h"
 
@@ -278,9 +279,9 @@ std::vector<Tensor> conv_spe_filter(const std::vector<Tensor>& xs_in,
         fill_codes<T>(s, ws[side].data_ptr<T>(), eps, len, static_cast<T>(grid.scale), code.data());
         // y[:, n, h, :] = x[:, n, h, :] (B x D) @ code[i, h] (D x R)
         for_each_position_head(s, a * s.cols, len * s.cols, [&](int64_t n, int64_t h, int64_t i) {
-          gemm<T>(false, false, s.B, s.R, s.D, T(1), px + (n * s.H + h) * s.D, s.N * s.H * s.D,
-                  code.data() + (i * s.H + h) * s.D * s.R, s.R, T(0), py + (n * s.H + h) * s.R,
-                  s.N * s.H * s.R);
+          apply_code(px + (n * s.H + h) * s.D, s.N * s.H * s.D,
+                     code.data() + (i * s.H + h) * s.D * s.R, s.B, s.D, s.R,
+                     py + (n * s.H + h) * s.R, s.N * s.H * s.R);
         });
       }
     });
@@ -323,10 +324,9 @@ std::vector<Tensor> conv_spe_filter_backward(const std::vector<Tensor>& xs_in,
           T* c = code.data() + (i * s.H + h) * s.D * s.R;
           // dx[:, n, h, :] = g (B x R) @ code^T (R x D); then the code's own gradient replaces
           // it: dcode[i, h] = x^T (D x B) @ g (B x R)
-          gemm<T>(false, true, s.B, s.D, s.R, T(1), gn, s.N * s.H * s.R, c, s.R, T(0),
-                  pdx + (n * s.H + h) * s.D, s.N * s.H * s.D);
-          gemm<T>(true, false, s.D, s.R, s.B, T(1), xn, s.N * s.H * s.D, gn, s.N * s.H * s.R, T(0),
-                  c, s.R);
+          apply_code_input_grad(gn, s.N * s.H * s.R, c, s.B, s.D, s.R, pdx + (n * s.H + h) * s.D,
+                                s.N * s.H * s.D);
+          apply_code_code_grad(xn, s.N * s.H * s.D, gn, s.N * s.H * s.R, s.B, s.D, s.R, c);
         });
         add_weight_grads<T>(s, code.data(), eps, len, scale, out[sides + side].data_ptr<T>());
       }

@@ -1,0 +1,65 @@
+// One position's SPE code applied to the batch's rows of one head, the step both fused filters
+// (spe_sine.cpp, spe_conv.cpp) repeat for every (position, head):
+//   y (B, R) = x (B, D) code (D, R),   backward: dx = g code^T,  dcode = x^T g.
+// The shapes are tiny (8 x 16 x 64 in the benchmarks), where a BLAS call costs about as much as
+// its work, and there are N H of them per side. Each output row here is a weighted sum of rows,
+// run along the row in vector registers, and every sum runs in a fixed order.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace spear::kernels {
+
+// out[j] = sum_k coef[k * ld_coef] rows[k * ld_rows + j] for j < n, summed over k in order. The
+// outputs go kLanes at a time through a fixed-size accumulator, which the compiler keeps in vector
+// registers for the whole sum over k, instead of loading and storing out at every k.
+template <typename T>
+void sum_scaled_rows(int64_t count, const T* coef, int64_t ld_coef, const T* rows, int64_t ld_rows,
+                     int64_t n, T* out) {
+  constexpr int64_t kLanes = 16;
+  int64_t j0 = 0;
+  for (; j0 + kLanes <= n; j0 += kLanes) {
+    T acc[kLanes] = {};
+    for (int64_t k = 0; k < count; ++k) {
+      const T c = coef[k * ld_coef];
+      const T* row = rows + k * ld_rows + j0;
+      for (int64_t l = 0; l < kLanes; ++l) acc[l] += c * row[l];
+    }
+    std::copy(acc, acc + kLanes, out + j0);
+  }
+  for (int64_t j = j0; j < n; ++j) {
+    T acc = 0;
+    for (int64_t k = 0; k < count; ++k) acc += coef[k * ld_coef] * rows[k * ld_rows + j];
+    out[j] = acc;
+  }
+}
+
+// y rows (stride ld_y) = x rows (stride ld_x) times code (D, R) packed.
+template <typename T>
+void apply_code(const T* x, int64_t ld_x, const T* code, int64_t B, int64_t D, int64_t R, T* y,
+                int64_t ld_y) {
+  for (int64_t b = 0; b < B; ++b) sum_scaled_rows(D, x + b * ld_x, 1, code, R, R, y + b * ld_y);
+}
+
+// dx rows (stride ld_dx) = g rows (stride ld_g) times code^T, through code^T (R, D), kept in a
+// buffer of the calling thread, so that each output row is again a sum of rows.
+template <typename T>
+void apply_code_input_grad(const T* g, int64_t ld_g, const T* code, int64_t B, int64_t D, int64_t R,
+                           T* dx, int64_t ld_dx) {
+  thread_local std::vector<T> scratch;
+  scratch.resize(static_cast<size_t>(R * D));
+  for (int64_t d = 0; d < D; ++d)
+    for (int64_t r = 0; r < R; ++r) scratch[r * D + d] = code[d * R + r];
+  for (int64_t b = 0; b < B; ++b)
+    sum_scaled_rows(R, g + b * ld_g, 1, scratch.data(), D, D, dx + b * ld_dx);
+}
+
+// dcode (D, R) packed = x^T g: row d sums g's rows weighted by column d of x.
+template <typename T>
+void apply_code_code_grad(const T* x, int64_t ld_x, const T* g, int64_t ld_g, int64_t B, int64_t D,
+                          int64_t R, T* dcode) {
+  for (int64_t d = 0; d < D; ++d) sum_scaled_rows(B, x + d, ld_x, g, ld_g, R, dcode + d * R);
+}
+
+}  // namespace spear::kernels
