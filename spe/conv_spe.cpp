@@ -48,16 +48,20 @@ kernels::ConvSpeGrid saved_grid(const Context& ctx) {
 struct ConvSpeFilterFn : Function<ConvSpeFilterFn> {
   static constexpr const char* name = "conv_spe_filter";
   static std::vector<Tensor> forward(Context& ctx, const Tensor& q, const Tensor& k,
-                                     const Tensor& wq, const Tensor& wk,
-                                     const kernels::ConvSpeGrid& grid) {
+                                     const Tensor& wq, const Tensor& wk, const Tensor& a,
+                                     const Tensor& w, const kernels::ConvSpeGrid& grid) {
     save_grid(ctx, grid);
-    ctx.save_for_backward({q, k, wq, wk});
-    return kernels::conv_spe_filter({q, k}, {wq, wk}, grid);
+    ctx.save_for_backward({q, k, wq, wk, a, w});
+    return kernels::conv_spe_filter({q, k}, {wq, wk}, grid, 0, {a, w});
   }
-  // y = x code(w), per side: dx = g code^T, dw[c,j] = scale sum_{n,r} (x^T g)[n,c,r] eps[n+j,c,r]
+  // y = x code(w), per side: dx = g code^T, dw[c,j] = scale sum_{n,r} (x^T g)[n,c,r] eps[n+j,c,r];
+  // the gate's from the gated codes' gradient (tensor/kernels/spe_code_rows.h)
   static std::vector<Tensor> backward(Context& ctx, const std::vector<Tensor>& grads) {
-    return kernels::conv_spe_filter_backward({ctx.saved(0), ctx.saved(1)},
-                                             {ctx.saved(2), ctx.saved(3)}, grads, saved_grid(ctx));
+    std::vector<Tensor> d = kernels::conv_spe_filter_backward(
+        {ctx.saved(0), ctx.saved(1)}, {ctx.saved(2), ctx.saved(3)}, grads, saved_grid(ctx), 0,
+        {ctx.saved(4), ctx.saved(5)});
+    d.resize(6);  // no gate: no gradients for a and w
+    return d;
   }
 };
 SPEAR_REGISTER_FUNCTION(ConvSpeFilterFn);
@@ -126,7 +130,8 @@ ConvSPE::ConvSPE(int64_t heads, int64_t features, int64_t realizations,
 }
 
 // q, k: (B,N,H,D) at positions offset .. offset+N-1 -> qhat, khat: (B,N,H,R)
-std::pair<Tensor, Tensor> ConvSPE::filter(const Tensor& q, const Tensor& k, int64_t offset) const {
+std::pair<Tensor, Tensor> ConvSPE::filter(const Tensor& q, const Tensor& k, int64_t offset,
+                                          const Gate& gate) const {
   SPEAR_CHECK_SHAPE(
       q.dim() == 4 && q.shape() == k.shape() && q.size(2) == heads_ && q.size(3) == features_,
       "conv_spe.filter: expected q, k of one shape (B, N, ", heads_, ", ", features_, "), got q ",
@@ -136,7 +141,7 @@ std::pair<Tensor, Tensor> ConvSPE::filter(const Tensor& q, const Tensor& k, int6
                     " but the parameters are ", conv_q.dtype());
   const kernels::ConvSpeGrid g = positions(*this, grid_, q.size(1), offset, "conv_spe.filter");
   // As in the reference, conv_k makes Qbar and conv_q makes Kbar.
-  std::vector<Tensor> out = ConvSpeFilterFn::apply(q, k, conv_k, conv_q, g);
+  std::vector<Tensor> out = ConvSpeFilterFn::apply(q, k, conv_k, conv_q, gate.a, gate.w, g);
   return {out[0], out[1]};
 }
 

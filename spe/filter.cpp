@@ -2,7 +2,8 @@
 //
 // Gated, per (h, d), the codes become Qbar' = sqrt(1 - gamma) Qbar + sqrt(gamma) eta, and Kbar'
 // likewise with the same eta, so that
-//   qhat = code.filter(q sqrt(1 - gamma)) + sum_d q[..,d] sqrt(gamma_d) eta[h,d,:]
+//   qhat = sum_d q[..,d] (sqrt(1 - gamma_d) Qbar[..,d,:] + sqrt(gamma_d) eta[h,d,:])
+// (the fused filters fold a = sqrt(1 - gamma) and w = sqrt(gamma) eta into each chunk of codes),
 // and E[qhat_m . khat_n] = sqrt(R/D) sum_d q_md k_nd ((1 - gamma_d) P_d(m - n) + gamma_d): gamma
 // near 1 makes feature d position-free, near 0 purely relative. eta (H, D, R) does not depend
 // on the position, so it comes from this layer's own stream (1 + layer) of the code's current
@@ -38,19 +39,12 @@ std::pair<Tensor, Tensor> SPEFilter::forward(const Tensor& q, const Tensor& k,
                     k.shape());
   if (!gate.defined()) return code->filter(q, k, offset);
 
-  const Tensor gamma = sigmoid(gate);  // (H,D), broadcast over (B,N)
-  auto [qhat, khat] = code->filter(q * sqrt(1.0 - gamma), k * sqrt(1.0 - gamma), offset);
+  const Tensor gamma = sigmoid(gate);  // (H,D)
   Generator gen(code->stream_seed(1 + layer_));
   const Tensor eta =
       randn({H, D, R}, gate.dtype(), &gen) * std::pow(static_cast<double>(D * R), -0.25);
-  const Tensor w = sqrt(gamma).unsqueeze(-1) * eta;  // (H,D,R)
-  // sum_d x[b,n,h,d] w[h,d,:], one (B N, D) @ (D, R) product per head.
-  const int64_t B = q.size(0), N = q.size(1);
-  auto constant_term = [&](const Tensor& x) {
-    Tensor per_head = x.permute({2, 0, 1, 3}).reshape({H, B * N, D});
-    return matmul(per_head, w).reshape({H, B, N, R}).permute({1, 2, 0, 3});  // (B,N,H,R)
-  };
-  return {qhat + constant_term(q), khat + constant_term(k)};
+  // Folded into the codes by the fused filter, so no gated copy of q, k or qhat, khat is made.
+  return code->filter(q, k, offset, {sqrt(1.0 - gamma), sqrt(gamma).unsqueeze(-1) * eta});
 }
 
 int64_t SPEFilter::output_width(int64_t head_dim) const {

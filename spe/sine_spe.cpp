@@ -21,27 +21,24 @@ namespace {
 
 constexpr double kTwoPi = 6.283185307179586476925286766559;
 
-// x: (B,N,H,D), f, theta: (H,D,K) (theta undefined on the key side), z: (H,D,2K,R)
-//   -> (B,N,H,R); ctx.dims = {offset}, ctx.flag = theta is defined
+// x: (B,N,H,D), f, theta: (H,D,K) (theta undefined on the key side), z: (H,D,2K,R), the gate's
+// a: (H,D) and w: (H,D,R) (both undefined without a gate) -> (B,N,H,R); ctx.dims = {offset}
 struct SineSpeFilterFn : Function<SineSpeFilterFn> {
   static constexpr const char* name = "sine_spe_filter";
   static Tensor forward(Context& ctx, const Tensor& x, const Tensor& f, const Tensor& theta,
-                        const Tensor& z, int64_t offset) {
+                        const Tensor& z, const Tensor& a, const Tensor& w, int64_t offset) {
     ctx.dims = {offset};
-    ctx.flag = theta.defined();
-    if (ctx.flag)
-      ctx.save_for_backward({x, f, z, theta});
-    else
-      ctx.save_for_backward({x, f, z});
-    return kernels::sine_spe_filter(x, f, theta, z, offset);
+    ctx.save_for_backward({x, f, z, theta, a, w});
+    return kernels::sine_spe_filter(x, f, theta, z, offset, kernels::SpeGate{a, w});
   }
   // y = s (x omega) z: dx = s sum_c omega (g z^T), dz = s (x omega)^T g, and through
-  // alpha = 2 pi f p + theta: df = sum_p 2 pi p dalpha, dtheta = sum_p dalpha
+  // alpha = 2 pi f p + theta: df = sum_p 2 pi p dalpha, dtheta = sum_p dalpha; the gate's from
+  // the gated codes' gradient (tensor/kernels/spe_code_rows.h)
   static std::vector<Tensor> backward(Context& ctx, const Tensor& g) {
-    const Tensor theta = ctx.flag ? ctx.saved(3) : Tensor();
-    kernels::SineSpeFilterGrads d = kernels::sine_spe_filter_backward(
-        g, ctx.saved(0), ctx.saved(1), theta, ctx.saved(2), ctx.dims[0]);
-    return {d.dx, d.df, d.dtheta, d.dz};
+    kernels::SineSpeFilterGrads d =
+        kernels::sine_spe_filter_backward(g, ctx.saved(0), ctx.saved(1), ctx.saved(3), ctx.saved(2),
+                                          ctx.dims[0], {ctx.saved(4), ctx.saved(5)});
+    return {d.dx, d.df, d.dtheta, d.dz, d.da, d.dw};
   }
 };
 SPEAR_REGISTER_FUNCTION(SineSpeFilterFn);
@@ -96,7 +93,8 @@ SineSPE::SineSPE(int64_t heads, int64_t features, int64_t realizations, int64_t 
 }
 
 // q, k: (B,N,H,D) at positions offset .. offset+N-1 -> qhat, khat: (B,N,H,R)
-std::pair<Tensor, Tensor> SineSPE::filter(const Tensor& q, const Tensor& k, int64_t offset) const {
+std::pair<Tensor, Tensor> SineSPE::filter(const Tensor& q, const Tensor& k, int64_t offset,
+                                          const Gate& gate) const {
   SPEAR_CHECK_SHAPE(
       q.dim() == 4 && q.shape() == k.shape() && q.size(2) == heads_ && q.size(3) == features_,
       "sine_spe.filter: expected q, k of one shape (B, N, ", heads_, ", ", features_, "), got q ",
@@ -106,8 +104,8 @@ std::pair<Tensor, Tensor> SineSPE::filter(const Tensor& q, const Tensor& k, int6
                     " but the parameters are ", freqs.dtype());
   check_positions("sine_spe.filter", q.size(1), offset);
   const Tensor f = frequencies(*this), z = noise_weights(*this);
-  return {SineSpeFilterFn::apply(q, f, offsets, z, offset),
-          SineSpeFilterFn::apply(k, f, Tensor(), z, offset)};
+  return {SineSpeFilterFn::apply(q, f, offsets, z, gate.a, gate.w, offset),
+          SineSpeFilterFn::apply(k, f, Tensor(), z, gate.a, gate.w, offset)};
 }
 
 // -> Qbar, Kbar: (1,N,H,D,R) at positions offset .. offset+N-1

@@ -43,11 +43,16 @@ class PositionalCode : public nn::Module {
   // filters use their own stream numbers for the gate noise).
   uint64_t stream_seed(uint64_t stream) const;
 
-  // q, k: (B, N, H, D) at positions offset .. offset + N - 1 -> (qhat, khat): (B, N, H, R), for
-  // q and k already scaled by sqrt(1 - gamma) when gated. Fused: the (N, H, D, R) codes are
-  // never held whole. Differentiable in q, k and every parameter of the code.
-  virtual std::pair<Tensor, Tensor> filter(const Tensor& q, const Tensor& k,
-                                           int64_t offset) const = 0;
+  // A filter's gate, folded into the codes: Qbar' = a Qbar + w per (h, d), with a: (H, D) and
+  // w: (H, D, R) (SPEFilter makes them); undefined tensors: no gate.
+  struct Gate {
+    Tensor a, w;
+  };
+  // q, k: (B, N, H, D) at positions offset .. offset + N - 1 -> (qhat, khat): (B, N, H, R).
+  // Fused: the (N, H, D, R) codes are never held whole. Differentiable in q, k, every parameter
+  // of the code and the gate's a and w.
+  virtual std::pair<Tensor, Tensor> filter(const Tensor& q, const Tensor& k, int64_t offset,
+                                           const Gate& gate = {}) const = 0;
   // The codes themselves, (1, N, H, D, R) each (Qbar, Kbar), differentiable: the composed path,
   // for tests and for small N.
   virtual std::pair<Tensor, Tensor> codes(int64_t n, int64_t offset) const = 0;
@@ -68,7 +73,8 @@ class SineSPE : public PositionalCode {
  public:
   SineSPE(int64_t heads, int64_t features, int64_t realizations, int64_t sines, uint64_t seed,
           Generator* init_gen = nullptr);
-  std::pair<Tensor, Tensor> filter(const Tensor& q, const Tensor& k, int64_t offset) const override;
+  std::pair<Tensor, Tensor> filter(const Tensor& q, const Tensor& k, int64_t offset,
+                                   const Gate& gate = {}) const override;
   std::pair<Tensor, Tensor> codes(int64_t n, int64_t offset) const override;
   Tensor expected_kernel(const Tensor& lags) const override;
   Tensor freqs, offsets, gains;
@@ -83,7 +89,8 @@ class ConvSPE : public PositionalCode {
  public:
   ConvSPE(int64_t heads, int64_t features, int64_t realizations, std::vector<int64_t> kernel_size,
           std::vector<int64_t> grid, uint64_t seed, Generator* init_gen = nullptr);
-  std::pair<Tensor, Tensor> filter(const Tensor& q, const Tensor& k, int64_t offset) const override;
+  std::pair<Tensor, Tensor> filter(const Tensor& q, const Tensor& k, int64_t offset,
+                                   const Gate& gate = {}) const override;
   std::pair<Tensor, Tensor> codes(int64_t n, int64_t offset) const override;
   Tensor expected_kernel(const Tensor& lags) const override;
   Tensor conv_q, conv_k;

@@ -439,23 +439,31 @@ TEST_CASE("the fused filter equals the composed codes: forward and every gradien
   }
 }
 
-TEST_CASE("gradcheck: q, k, conv_q and conv_k through the fused filter, with a fixed draw") {
+TEST_CASE("gradcheck: q, k, conv_q, conv_k and the gate through the fused filter, fixed draw") {
   for (const Layout& cs :
-       {Layout{{3}, {}, 6, 2}, Layout{{18}, {}, 70, 2}, Layout{{2, 2}, {3, 3}, 9, 0}}) {
-    CAPTURE(cs.grid.size());
-    CAPTURE(cs.P[0]);
-    auto code = make_code(1, 2, 3, cs.P, cs.grid, f64, true);
-    code->set_draw(4);
-    V inputs = {random({2, cs.n, 1, 2}, f64, 1).requires_grad_(),
-                random({2, cs.n, 1, 2}, f64, 2).requires_grad_(), code->conv_q, code->conv_k};
-    GradcheckResult result = gradcheck(
-        [&](const V& in) {
-          auto [qhat, khat] = code->filter(in[0], in[1], cs.offset);
-          return cat({qhat, khat}, 0);
-        },
-        inputs);
-    CHECK_MESSAGE(result.ok, result.report);
-  }
+       {Layout{{3}, {}, 6, 2}, Layout{{18}, {}, 70, 2}, Layout{{2, 2}, {3, 3}, 9, 0}})
+    for (bool gated : {false, true}) {
+      CAPTURE(cs.grid.size());
+      CAPTURE(cs.P[0]);
+      CAPTURE(gated);
+      auto code = make_code(1, 2, 3, cs.P, cs.grid, f64, true);
+      code->set_draw(4);
+      V inputs = {random({2, cs.n, 1, 2}, f64, 1).requires_grad_(),
+                  random({2, cs.n, 1, 2}, f64, 2).requires_grad_(), code->conv_q, code->conv_k};
+      if (gated) {  // the gate's a (H, D) and w (H, D, R), as SPEFilter makes them
+        inputs.push_back(random({1, 2}, f64, 3).requires_grad_());
+        inputs.push_back(random({1, 2, 3}, f64, 4).requires_grad_());
+      }
+      GradcheckResult result = gradcheck(
+          [&](const V& in) {
+            const spe::PositionalCode::Gate gate =
+                gated ? spe::PositionalCode::Gate{in[4], in[5]} : spe::PositionalCode::Gate{};
+            auto [qhat, khat] = code->filter(in[0], in[1], cs.offset, gate);
+            return cat({qhat, khat}, 0);
+          },
+          inputs);
+      CHECK_MESSAGE(result.ok, result.report);
+    }
 }
 
 TEST_CASE("1 and 2 threads give bit-identical results, forward and backward") {

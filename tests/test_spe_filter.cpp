@@ -22,6 +22,8 @@
 #include "tensor/random.h"
 
 using namespace spear;
+using spe::ConvSPE;
+using spe::PositionalCode;
 using spe::SineSPE;
 using spe::SPEFilter;
 using V = std::vector<Tensor>;
@@ -239,48 +241,59 @@ TEST_CASE("SPE filter: gate limits") {
   }
 }
 
-TEST_CASE("SPE filter: the gated filter equals its composition from codes and eta") {
+TEST_CASE("SPE filter: the gated filter equals its composition from codes and eta, sine and conv") {
   // qhat = sum_d q_d (sqrt(1 - gamma_d) Qbar_d + sqrt(gamma_d) eta_d), eta from stream 1 + layer.
+  // The fused filters fold the gate into each chunk of codes; the composition applies it to the
+  // whole codes.
   const int64_t H = 2, D = 3, R = 5, K = 2, layer = 4;
-  Generator gen(31);
-  auto code = std::make_shared<SineSPE>(H, D, R, K, 9, &gen);
-  SPEFilter filter(code, /*gated=*/true, layer, /*owns_code=*/true);
-  filter.to(f64);
-  filter.gate.copy_(random({H, D}, f64, 32));
-  code->set_draw(12);
-  Tensor q = random({2, 70, H, D}, f64, 33).requires_grad_();
-  Tensor k = random({2, 70, H, D}, f64, 34).requires_grad_();
-  V leaves = {q, k, filter.gate, code->freqs, code->offsets, code->gains};
-  auto grads_of = [&](const std::pair<Tensor, Tensor>& out) {
-    for (Tensor l : leaves) l.zero_grad();
-    (sum(out.first * random(out.first.shape(), f64, 35)) +
-     sum(out.second * random(out.second.shape(), f64, 36)))
-        .backward();
-    std::vector<std::vector<double>> g = {values(out.first), values(out.second)};
-    for (const Tensor& l : leaves) g.push_back(values(l.grad()));
-    return g;
-  };
-  auto fused = grads_of(filter.forward(q, k, 3));
+  for (const char* kind : {"sine", "conv"}) {
+    CAPTURE(kind);
+    Generator gen(31);
+    std::shared_ptr<PositionalCode> code;
+    if (std::string(kind) == "sine")
+      code = std::make_shared<SineSPE>(H, D, R, K, 9, &gen);
+    else
+      code = std::make_shared<ConvSPE>(H, D, R, std::vector<int64_t>{4}, std::vector<int64_t>{}, 9,
+                                       &gen);
+    SPEFilter filter(code, /*gated=*/true, layer, /*owns_code=*/true);
+    filter.to(f64);
+    filter.gate.copy_(random({H, D}, f64, 32));
+    code->set_draw(12);
+    Tensor q = random({2, 70, H, D}, f64, 33).requires_grad_();
+    Tensor k = random({2, 70, H, D}, f64, 34).requires_grad_();
+    V leaves = {q, k};
+    for (const auto& [name, p] : filter.named_parameters()) leaves.push_back(p);
+    auto grads_of = [&](const std::pair<Tensor, Tensor>& out) {
+      for (Tensor l : leaves) l.zero_grad();
+      (sum(out.first * random(out.first.shape(), f64, 35)) +
+       sum(out.second * random(out.second.shape(), f64, 36)))
+          .backward();
+      std::vector<std::vector<double>> g = {values(out.first), values(out.second)};
+      for (const Tensor& l : leaves) g.push_back(values(l.grad()));
+      return g;
+    };
+    auto fused = grads_of(filter.forward(q, k, 3));
 
-  Generator eta_gen(code->stream_seed(1 + layer));
-  Tensor eta = randn({H, D, R}, f64, &eta_gen) * std::pow(D * R, -0.25);
-  Tensor gamma = sigmoid(filter.gate).unsqueeze(-1);
-  auto [qbar, kbar] = code->codes(70, 3);
-  Tensor qbar_g = sqrt(1.0 - gamma) * qbar + sqrt(gamma) * eta;
-  Tensor kbar_g = sqrt(1.0 - gamma) * kbar + sqrt(gamma) * eta;
-  auto composed =
-      grads_of({sum(q.unsqueeze(-1) * qbar_g, {3}), sum(k.unsqueeze(-1) * kbar_g, {3})});
+    Generator eta_gen(code->stream_seed(1 + layer));
+    Tensor eta = randn({H, D, R}, f64, &eta_gen) * std::pow(D * R, -0.25);
+    Tensor gamma = sigmoid(filter.gate).unsqueeze(-1);
+    auto [qbar, kbar] = code->codes(70, 3);
+    Tensor qbar_g = sqrt(1.0 - gamma) * qbar + sqrt(gamma) * eta;
+    Tensor kbar_g = sqrt(1.0 - gamma) * kbar + sqrt(gamma) * eta;
+    auto composed =
+        grads_of({sum(q.unsqueeze(-1) * qbar_g, {3}), sum(k.unsqueeze(-1) * kbar_g, {3})});
 
-  REQUIRE(fused.size() == composed.size());
-  for (size_t i = 0; i < fused.size(); ++i) {
-    CAPTURE(i);
-    double scale = 0, worst = 0;
-    for (size_t j = 0; j < fused[i].size(); ++j) {
-      scale = std::max(scale, std::fabs(composed[i][j]));
-      worst = std::max(worst, std::fabs(fused[i][j] - composed[i][j]));
+    REQUIRE(fused.size() == composed.size());
+    for (size_t i = 0; i < fused.size(); ++i) {
+      CAPTURE(i);
+      double scale = 0, worst = 0;
+      for (size_t j = 0; j < fused[i].size(); ++j) {
+        scale = std::max(scale, std::fabs(composed[i][j]));
+        worst = std::max(worst, std::fabs(fused[i][j] - composed[i][j]));
+      }
+      CHECK(scale > 0);
+      CHECK(worst <= 1e-10 * scale);
     }
-    CHECK(scale > 0);
-    CHECK(worst <= 1e-10 * scale);
   }
 }
 

@@ -264,24 +264,35 @@ TEST_CASE("sine SPE: empty and size-1 shapes") {
   check_close(code->filter(x, x, 9).first, composed_filter(*code, x, x, 9).first, 1e-12, "N=1");
 }
 
-TEST_CASE("sine SPE: the fused filter gives the same bits with 1 and 2 threads") {
+TEST_CASE("sine SPE: the fused filter gives the same bits with 1 and 2 threads, gated or not") {
   // (B, N, H, R) = (2, 300, 2, 32): 38400 outputs, split into (head, chunk) tasks.
   auto code = make_code(2, 8, 32, 4, f32);
   Tensor q = random({2, 300, 2, 8}, f32, 8).requires_grad_();
   Tensor k = random({2, 300, 2, 8}, f32, 9).requires_grad_();
-  auto once = [&] {
-    return run(*code, q, k,
-               [&](const Tensor& a, const Tensor& b) { return code->filter(a, b, 3); });
-  };
-  const int saved = get_num_threads();
-  set_num_threads(1);
-  Run one = once();
-  set_num_threads(2);
-  Run two = once();
-  set_num_threads(saved);
-  CHECK(one.qhat == two.qhat);
-  CHECK(one.khat == two.khat);
-  CHECK(one.grads == two.grads);
+  Tensor gate_a = random({2, 8}, f32, 10).requires_grad_();
+  Tensor gate_w = random({2, 8, 32}, f32, 11).requires_grad_();
+  for (bool gated : {false, true}) {
+    CAPTURE(gated);
+    const spe::PositionalCode::Gate gate =
+        gated ? spe::PositionalCode::Gate{gate_a, gate_w} : spe::PositionalCode::Gate{};
+    auto once = [&] {
+      gate_a.zero_grad();
+      gate_w.zero_grad();
+      Run r = run(*code, q, k,
+                  [&](const Tensor& a, const Tensor& b) { return code->filter(a, b, 3, gate); });
+      if (gated) r.grads.insert(r.grads.end(), {values(gate_a.grad()), values(gate_w.grad())});
+      return r;
+    };
+    const int saved = get_num_threads();
+    set_num_threads(1);
+    Run one = once();
+    set_num_threads(2);
+    Run two = once();
+    set_num_threads(saved);
+    CHECK(one.qhat == two.qhat);
+    CHECK(one.khat == two.khat);
+    CHECK(one.grads == two.grads);
+  }
 }
 
 TEST_CASE("sine SPE: the fused filter never holds the (N, H, D, R) code") {

@@ -9,6 +9,20 @@
 
 namespace spear::kernels {
 
+// The SPE gate (spec 4.2) folded into the codes, so that no gated copy of q and k, and no
+// position-free term of the outputs, is ever made:
+//   code'[n, h, d, :] = a[h, d] code[n, h, d, :] + w[h, d, :]
+// with a = sqrt(1 - gamma) and w = sqrt(gamma) eta (spe/filter.cpp). Undefined tensors: no gate.
+struct SpeGate {
+  Tensor a;  // (H, D)
+  Tensor w;  // (H, D, R)
+  bool defined() const { return a.defined(); }
+};
+// A defined gate checked against codes of H heads, D features and R realizations of `dtype`,
+// made contiguous; an undefined one as it is. Errors name op.
+SpeGate checked_gate(const SpeGate& gate, int64_t H, int64_t D, int64_t R, DType dtype,
+                     const char* op);
+
 // ---- spe_sine.cpp ----
 // The sine SPE filter (spec 2.2-2.3), positions p = offset + n:
 //   y[b,n,h,r] = (R D)^(-1/4) sum_{d,c} x[b,n,h,d] omega[p,h,d,c] z[h,d,c,r]
@@ -17,17 +31,19 @@ namespace spear::kernels {
 // x: (B, N, H, D), f, theta: (H, D, K), z: (H, D, 2K, R) -> y: (B, N, H, R). An undefined theta
 // means zero phases (the key side).
 Tensor sine_spe_filter(const Tensor& x, const Tensor& f, const Tensor& theta, const Tensor& z,
-                       int64_t offset);
+                       int64_t offset, const SpeGate& gate = {});
 struct SineSpeFilterGrads {
   Tensor dx;      // (B, N, H, D)
   Tensor df;      // (H, D, K)
   Tensor dtheta;  // (H, D, K), undefined when theta is
   Tensor dz;      // (H, D, 2K, R)
+  Tensor da, dw;  // the gate's, (H, D) and (H, D, R); undefined without a gate
 };
 // grad: (B, N, H, R) and the forward's inputs -> the gradients of every input. The parameter
 // gradients are sums over positions, accumulated in an order fixed by the shapes alone.
 SineSpeFilterGrads sine_spe_filter_backward(const Tensor& grad, const Tensor& x, const Tensor& f,
-                                            const Tensor& theta, const Tensor& z, int64_t offset);
+                                            const Tensor& theta, const Tensor& z, int64_t offset,
+                                            const SpeGate& gate = {});
 
 // ---- spe_conv.cpp ----
 // The conv SPE filter (spec 3.2-3.3). Positions are the cells of a grid of `rows` x `cols`,
@@ -59,12 +75,14 @@ Tensor conv_spe_noise(uint64_t seed, int64_t first_row, int64_t num_rows, int64_
 // depend on the chunking.
 std::vector<Tensor> conv_spe_filter(const std::vector<Tensor>& xs,
                                     const std::vector<Tensor>& weights, const ConvSpeGrid& grid,
-                                    int64_t chunk_rows = 0);
-// grads[i]: (B, rows*cols, H, R) -> {dx for each side, then dweight for each side}. The codes
-// are rebuilt chunk by chunk; dweight sums the chunks in order.
+                                    int64_t chunk_rows = 0, const SpeGate& gate = {});
+// grads[i]: (B, rows*cols, H, R) -> {dx for each side, then dweight for each side, then the
+// gate's da and dw when gated}. The codes are rebuilt chunk by chunk; dweight sums the chunks in
+// order. The gate is shared by the sides, so its gradients add both sides'.
 std::vector<Tensor> conv_spe_filter_backward(const std::vector<Tensor>& xs,
                                              const std::vector<Tensor>& weights,
                                              const std::vector<Tensor>& grads,
-                                             const ConvSpeGrid& grid, int64_t chunk_rows = 0);
+                                             const ConvSpeGrid& grid, int64_t chunk_rows = 0,
+                                             const SpeGate& gate = {});
 
 }  // namespace spear::kernels

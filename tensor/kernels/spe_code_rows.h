@@ -63,3 +63,41 @@ void apply_code_code_grad(const T* x, int64_t ld_x, const T* g, int64_t ld_g, in
 }
 
 }  // namespace spear::kernels
+
+namespace spear::kernels {
+
+// The gate folded into a block of codes (SpeGate, spe.h): rows (rows, channels, R) packed, with
+// channel c scaled by a[c] and shifted by w[c, :]:  gated[i, c, :] = a[c] code[i, c, :] + w[c, :].
+template <typename T>
+void gate_codes(const T* a, const T* w, int64_t rows, int64_t channels, int64_t R, const T* code,
+                T* gated) {
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t c = 0; c < channels; ++c) {
+      const T* in = code + (i * channels + c) * R;
+      T* out = gated + (i * channels + c) * R;
+      for (int64_t r = 0; r < R; ++r) out[r] = a[c] * in[r] + w[c * R + r];
+    }
+}
+
+// Its backward for the channels [c0, c1): given dgated, the gradient of the gated codes, and the
+// codes before the gate,
+//   da[c] += sum_i dgated[i, c, :] . code[i, c, :],   dw[c, :] += sum_i dgated[i, c, :],
+// then dgated becomes the codes' own gradient, a[c] dgated. Sums run over i in order.
+template <typename T>
+void gate_codes_backward(const T* a, int64_t rows, int64_t channels, int64_t R, const T* code,
+                         T* dgated, int64_t c0, int64_t c1, double* da, T* dw) {
+  for (int64_t c = c0; c < c1; ++c)
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* in = code + (i * channels + c) * R;
+      T* d = dgated + (i * channels + c) * R;
+      T dot = 0;
+      for (int64_t r = 0; r < R; ++r) {
+        dot += d[r] * in[r];
+        dw[c * R + r] += d[r];
+        d[r] *= a[c];
+      }
+      da[c] += static_cast<double>(dot);
+    }
+}
+
+}  // namespace spear::kernels

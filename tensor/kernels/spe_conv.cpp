@@ -261,8 +261,9 @@ std::vector<Tensor> contiguous_all(const std::vector<Tensor>& ts) {
 // xs[i]: (B, N, H, D), weights[i]: (H*D, 1, P1[, P2]) -> ys[i]: (B, N, H, R)
 std::vector<Tensor> conv_spe_filter(const std::vector<Tensor>& xs_in,
                                     const std::vector<Tensor>& weights_in, const ConvSpeGrid& grid,
-                                    int64_t chunk_rows) {
+                                    int64_t chunk_rows, const SpeGate& gate_in) {
   const Sizes s = check_sides(xs_in, weights_in, grid, "conv_spe_filter");
+  const SpeGate gate = checked_gate(gate_in, s.H, s.D, s.R, xs_in[0].dtype(), "conv_spe_filter");
   const std::vector<Tensor> xs = contiguous_all(xs_in), ws = contiguous_all(weights_in);
   std::vector<Tensor> ys;
   for (size_t i = 0; i < xs.size(); ++i)
@@ -277,6 +278,9 @@ std::vector<Tensor> conv_spe_filter(const std::vector<Tensor>& xs_in,
         const T* px = xs[side].data_ptr<T>();
         T* py = ys[side].data_ptr<T>();
         fill_codes<T>(s, ws[side].data_ptr<T>(), eps, len, static_cast<T>(grid.scale), code.data());
+        if (gate.defined())
+          gate_codes(gate.a.data_ptr<T>(), gate.w.data_ptr<T>(), len * s.cols, s.C, s.R,
+                     code.data(), code.data());
         // y[:, n, h, :] = x[:, n, h, :] (B x D) @ code[i, h] (D x R)
         for_each_position_head(s, a * s.cols, len * s.cols, [&](int64_t n, int64_t h, int64_t i) {
           apply_code(px + (n * s.H + h) * s.D, s.N * s.H * s.D,
@@ -293,8 +297,11 @@ std::vector<Tensor> conv_spe_filter(const std::vector<Tensor>& xs_in,
 std::vector<Tensor> conv_spe_filter_backward(const std::vector<Tensor>& xs_in,
                                              const std::vector<Tensor>& weights_in,
                                              const std::vector<Tensor>& grads_in,
-                                             const ConvSpeGrid& grid, int64_t chunk_rows) {
+                                             const ConvSpeGrid& grid, int64_t chunk_rows,
+                                             const SpeGate& gate_in) {
   const Sizes s = check_sides(xs_in, weights_in, grid, "conv_spe_filter backward");
+  const SpeGate gate =
+      checked_gate(gate_in, s.H, s.D, s.R, xs_in[0].dtype(), "conv_spe_filter backward");
   SPEAR_CHECK_SHAPE(grads_in.size() == xs_in.size(), "conv_spe_filter backward: expected ",
                     xs_in.size(), " grads, got ", grads_in.size());
   for (const Tensor& g : grads_in)
@@ -306,31 +313,51 @@ std::vector<Tensor> conv_spe_filter_backward(const std::vector<Tensor>& xs_in,
   std::vector<Tensor> out;
   for (const Tensor& x : xs) out.push_back(zeros(x.shape(), x.dtype()));
   for (const Tensor& w : ws) out.push_back(zeros(w.shape(), w.dtype()));
+  if (gate.defined()) {
+    out.push_back(zeros(gate.a.shape(), gate.a.dtype()));
+    out.push_back(zeros(gate.w.shape(), gate.w.dtype()));
+  }
   if (s.B == 0) return out;
   const size_t sides = xs.size();
   SPEAR_DISPATCH_FLOAT(xs[0].dtype(), "conv_spe_filter backward", [&] {
     using T = scalar_t;
     const T scale = static_cast<T>(grid.scale);
-    std::vector<T> code;
+    // Without a gate the codes' buffer turns into their gradient's; with one, the gated codes go
+    // to a second buffer that turns into the gradient, and the codes stay for the gate's.
+    std::vector<T> code, gated_code;
+    std::vector<double> da(gate.defined() ? static_cast<size_t>(s.C) : 0, 0.0);
     for_each_chunk<T>(s, grid, chunk_rows, [&](int64_t a, int64_t len, const T* eps) {
-      code.resize(static_cast<size_t>(len * s.cols * s.C * s.R));
+      const int64_t rows = len * s.cols;
+      code.resize(static_cast<size_t>(rows * s.C * s.R));
+      if (gate.defined()) gated_code.resize(code.size());
+      T* dcode = gate.defined() ? gated_code.data() : code.data();
       for (size_t side = 0; side < sides; ++side) {
         const T *px = xs[side].data_ptr<T>(), *pg = gs[side].data_ptr<T>();
         T* pdx = out[side].data_ptr<T>();
         fill_codes<T>(s, ws[side].data_ptr<T>(), eps, len, scale, code.data());
-        for_each_position_head(s, a * s.cols, len * s.cols, [&](int64_t n, int64_t h, int64_t i) {
+        if (gate.defined())
+          gate_codes(gate.a.data_ptr<T>(), gate.w.data_ptr<T>(), rows, s.C, s.R, code.data(),
+                     gated_code.data());
+        for_each_position_head(s, a * s.cols, rows, [&](int64_t n, int64_t h, int64_t i) {
           const T* gn = pg + (n * s.H + h) * s.R;
           const T* xn = px + (n * s.H + h) * s.D;
-          T* c = code.data() + (i * s.H + h) * s.D * s.R;
+          T* c = dcode + (i * s.H + h) * s.D * s.R;
           // dx[:, n, h, :] = g (B x R) @ code^T (R x D); then the code's own gradient replaces
           // it: dcode[i, h] = x^T (D x B) @ g (B x R)
           apply_code_input_grad(gn, s.N * s.H * s.R, c, s.B, s.D, s.R, pdx + (n * s.H + h) * s.D,
                                 s.N * s.H * s.D);
           apply_code_code_grad(xn, s.N * s.H * s.D, gn, s.N * s.H * s.R, s.B, s.D, s.R, c);
         });
-        add_weight_grads<T>(s, code.data(), eps, len, scale, out[sides + side].data_ptr<T>());
+        if (gate.defined())
+          parallel_for(0, s.C, grain_for(rows * s.R), [&](int64_t c0, int64_t c1) {
+            gate_codes_backward(gate.a.data_ptr<T>(), rows, s.C, s.R, code.data(), dcode, c0, c1,
+                                da.data(), out[2 * sides + 1].data_ptr<T>());
+          });
+        add_weight_grads<T>(s, dcode, eps, len, scale, out[sides + side].data_ptr<T>());
       }
     });
+    for (int64_t c = 0; c < static_cast<int64_t>(da.size()); ++c)
+      out[2 * sides].data_ptr<T>()[c] = static_cast<T>(da[c]);
   });
   return out;
 }

@@ -67,6 +67,9 @@ struct SineInputs {
   Tensor x, f, theta, z;  // contiguous, kept alive while the pointers are used
   int64_t offset;
   T scale;  // (R D)^(-1/4)
+  SpeGate gate;
+  const T* gate_a(int64_t h) const { return gate.a.data_ptr<T>() + h * s.D; }
+  const T* gate_w(int64_t h) const { return gate.w.data_ptr<T>() + h * s.D * s.R; }
   const T* xp() const { return x.data_ptr<T>(); }
   const T* fp() const { return f.data_ptr<T>(); }
   const T* thetap() const { return theta.defined() ? theta.data_ptr<T>() : nullptr; }
@@ -75,7 +78,7 @@ struct SineInputs {
 
 template <typename T>
 SineInputs<T> prepare(const SineDims& s, const Tensor& x, const Tensor& f, const Tensor& theta,
-                      const Tensor& z, int64_t offset) {
+                      const Tensor& z, int64_t offset, const SpeGate& gate, const char* op) {
   const double scale = std::pow(static_cast<double>(s.R * s.D), -0.25);
   return {s,
           contiguous(x),
@@ -83,7 +86,8 @@ SineInputs<T> prepare(const SineDims& s, const Tensor& x, const Tensor& f, const
           theta.defined() ? contiguous(theta) : Tensor(),
           contiguous(z),
           offset,
-          static_cast<T>(scale)};
+          static_cast<T>(scale),
+          checked_gate(gate, s.H, s.D, s.R, x.dtype(), op)};
 }
 
 // omega: (len, D, 2K), the bases of head h at positions p = offset + n0 + i: [cos alpha, sin
@@ -149,6 +153,9 @@ Tensor forward_impl(const SineInputs<T>& in) {
                                  len = std::min(kChunk, s.N - n0);
                    bases(in, h, n0, len, omega.data());
                    build_code(in, h, omega.data(), len, code.data());
+                   if (in.gate.defined())
+                     gate_codes(in.gate_a(h), in.gate_w(h), len, s.D, s.R, code.data(),
+                                code.data());
                    // y[:, n] = x[:, n] code[n]: rows b of x and y sit N H D (N H R) apart.
                    for (int64_t i = 0; i < len; ++i)
                      apply_code(in.xp() + row_offset(s, 0, n0 + i, h, s.D), s.N * s.H * s.D,
@@ -174,12 +181,16 @@ SineSpeFilterGrads backward_impl(const SineInputs<T>& in, const Tensor& grad_in)
   std::vector<T> dz_part(static_cast<size_t>(s.H * slabs * zsize), T(0));
   std::vector<double> df_part(static_cast<size_t>(s.H * slabs * dk), 0.0);
   std::vector<double> dtheta_part(df_part.size(), 0.0);
+  // The gate's partials per (head, slab): da (D) in double, dw (D, R).
+  const bool gated = in.gate.defined();
+  std::vector<double> da_part(gated ? static_cast<size_t>(s.H * slabs * s.D) : 0, 0.0);
+  std::vector<T> dw_part(gated ? static_cast<size_t>(s.H * slabs * s.D * s.R) : 0, T(0));
 
   const int64_t work = (2 * s.K + s.B) * (s.N / std::max<int64_t>(slabs, 1) + 1) * s.D * s.R;
   parallel_for(0, s.H * slabs, grain_for(work), [&](int64_t lo, int64_t hi) {
     const size_t code_size = static_cast<size_t>(kChunk * s.D * s.R);
     std::vector<T> omega(static_cast<size_t>(kChunk * s.cols())), domega(omega.size());
-    std::vector<T> code(code_size), dcode(code_size);
+    std::vector<T> code(code_size), dcode(code_size), gated_code(gated ? code_size : 0);
     const int64_t two_k = 2 * s.K, ld_x = s.N * s.H * s.D, ld_g = s.N * s.H * s.R;
     for (int64_t t = lo; t < hi; ++t) {
       const int64_t h = t / slabs, slab = t % slabs;
@@ -190,15 +201,22 @@ SineSpeFilterGrads backward_impl(const SineInputs<T>& in, const Tensor& grad_in)
         const int64_t n0 = c * kChunk, len = std::min(kChunk, s.N - n0);
         bases(in, h, n0, len, omega.data());
         build_code(in, h, omega.data(), len, code.data());
+        if (gated)
+          gate_codes(in.gate_a(h), in.gate_w(h), len, s.D, s.R, code.data(), gated_code.data());
+        const T* applied = gated ? gated_code.data() : code.data();
         for (int64_t i = 0; i < len; ++i) {
           const T* x_n = in.xp() + row_offset(s, 0, n0 + i, h, s.D);
           const T* g_n = gp + row_offset(s, 0, n0 + i, h, s.R);
-          T* code_n = code.data() + i * s.D * s.R;
+          const T* code_n = applied + i * s.D * s.R;
           // dx[:, n] = g[:, n] code[n]^T ;  dcode[n] = x[:, n]^T g[:, n]
           apply_code_input_grad(g_n, ld_g, code_n, s.B, s.D, s.R,
                                 dxp + row_offset(s, 0, n0 + i, h, s.D), ld_x);
           apply_code_code_grad(x_n, ld_x, g_n, ld_g, s.B, s.D, s.R, dcode.data() + i * s.D * s.R);
         }
+        // Through the gate: its gradients, then dcode becomes the ungated code's.
+        if (gated)
+          gate_codes_backward(in.gate_a(h), len, s.D, s.R, code.data(), dcode.data(), 0, s.D,
+                              da_part.data() + t * s.D, dw_part.data() + t * s.D * s.R);
         for (int64_t d = 0; d < s.D; ++d) {
           // dz[d] += s omega[:, d]^T dcode[:, d] ;  domega[:, d] = s dcode[:, d] z[d]^T
           gemm<T>(true, false, two_k, s.R, len, in.scale, omega.data() + d * two_k, s.cols(),
@@ -240,23 +258,54 @@ SineSpeFilterGrads backward_impl(const SineInputs<T>& in, const Tensor& grad_in)
       const T* part = dz_part.data() + (h * slabs + slab) * zsize;
       for (int64_t e = 0; e < zsize; ++e) dzp[h * zsize + e] += part[e];
     }
-  return {dx, df, dtheta, dz};
+  SineSpeFilterGrads grads{dx, df, dtheta, dz, Tensor(), Tensor()};
+  if (gated) {
+    grads.da = Tensor::empty({s.H, s.D}, dtype_of<T>());
+    grads.dw = zeros({s.H, s.D, s.R}, dtype_of<T>());
+    T *dap = grads.da.data_ptr<T>(), *dwp = grads.dw.data_ptr<T>();
+    for (int64_t h = 0; h < s.H; ++h)
+      for (int64_t d = 0; d < s.D; ++d) {
+        double sum = 0;
+        for (int64_t slab = 0; slab < slabs; ++slab) sum += da_part[(h * slabs + slab) * s.D + d];
+        dap[h * s.D + d] = static_cast<T>(sum);
+      }
+    for (int64_t h = 0; h < s.H; ++h)
+      for (int64_t slab = 0; slab < slabs; ++slab) {
+        const T* part = dw_part.data() + (h * slabs + slab) * s.D * s.R;
+        for (int64_t e = 0; e < s.D * s.R; ++e) dwp[h * s.D * s.R + e] += part[e];
+      }
+  }
+  return grads;
 }
 
 }  // namespace
 
+SpeGate checked_gate(const SpeGate& gate, int64_t H, int64_t D, int64_t R, DType dtype,
+                     const char* op) {
+  if (!gate.defined()) return gate;
+  const Shape a_shape = {H, D}, w_shape = {H, D, R};
+  SPEAR_CHECK_SHAPE(gate.w.defined() && gate.a.shape() == a_shape && gate.w.shape() == w_shape, op,
+                    ": the gate needs a (H, D) = ", a_shape, " and w (H, D, R) = ", w_shape,
+                    ", got a ", gate.a.shape(), ", w ",
+                    gate.w.defined() ? gate.w.shape() : Shape());
+  SPEAR_CHECK_DTYPE(gate.a.dtype() == dtype && gate.w.dtype() == dtype, op, ": the gate is ",
+                    gate.a.dtype(), ", ", gate.w.dtype(), " but the inputs are ", dtype);
+  return {contiguous(gate.a), contiguous(gate.w)};
+}
+
 // x: (B,N,H,D), f, theta: (H,D,K), z: (H,D,2K,R) -> y: (B,N,H,R)
 Tensor sine_spe_filter(const Tensor& x, const Tensor& f, const Tensor& theta, const Tensor& z,
-                       int64_t offset) {
+                       int64_t offset, const SpeGate& gate) {
   const SineDims s = check_inputs("sine_spe_filter", x, f, theta, z);
   return SPEAR_DISPATCH_FLOAT(x.dtype(), "sine_spe_filter", [&] {
-    return forward_impl(prepare<scalar_t>(s, x, f, theta, z, offset));
+    return forward_impl(prepare<scalar_t>(s, x, f, theta, z, offset, gate, "sine_spe_filter"));
   });
 }
 
 // grad: (B,N,H,R) -> dx: (B,N,H,D), df, dtheta: (H,D,K), dz: (H,D,2K,R)
 SineSpeFilterGrads sine_spe_filter_backward(const Tensor& grad, const Tensor& x, const Tensor& f,
-                                            const Tensor& theta, const Tensor& z, int64_t offset) {
+                                            const Tensor& theta, const Tensor& z, int64_t offset,
+                                            const SpeGate& gate) {
   const SineDims s = check_inputs("sine_spe_filter_backward", x, f, theta, z);
   const Shape y_shape = {s.B, s.N, s.H, s.R};
   SPEAR_CHECK_SHAPE(grad.shape() == y_shape, "sine_spe_filter_backward: grad ", grad.shape(),
@@ -264,7 +313,8 @@ SineSpeFilterGrads sine_spe_filter_backward(const Tensor& grad, const Tensor& x,
   SPEAR_CHECK_DTYPE(grad.dtype() == x.dtype(), "sine_spe_filter_backward: grad is ", grad.dtype(),
                     " but x is ", x.dtype());
   return SPEAR_DISPATCH_FLOAT(x.dtype(), "sine_spe_filter_backward", [&] {
-    return backward_impl(prepare<scalar_t>(s, x, f, theta, z, offset), grad);
+    return backward_impl(
+        prepare<scalar_t>(s, x, f, theta, z, offset, gate, "sine_spe_filter_backward"), grad);
   });
 }
 
