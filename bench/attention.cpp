@@ -1,6 +1,8 @@
 // spear-bench attention: one forward + backward of the attention kernel alone, batch 8, 4 heads,
-// head width 32, for N = 256 .. 16384. Reports milliseconds and the peak of live tensor memory
-// during the step (spear::memory_stats), above what existed before it.
+// head width 32, for N = 256 .. 16384. Reports milliseconds run after run on the same inputs
+// (ms: up to N ~ 1024 they stay in cache between runs) and with the caches emptied before each
+// run (ms_cold: as inside a model), and the peak of live tensor memory during the step
+// (spear::memory_stats), above what existed before it.
 //
 // FLOPs per (batch, head), F = M = 32: softmax ~ 4 N^2 D forward and twice that backward;
 // linear ~ 4 N F M forward (+ the chunked causal part, 2 N C (F + M) with C = 64).
@@ -65,6 +67,7 @@ void bench_attention(const Options& opt) {
       step();
       const double peak_mib = static_cast<double>(memory_stats().peak_bytes - before) / (1 << 20);
       const double ms = best_seconds(step, 1.0, 2) * 1e3;
+      const double ms_cold = best_seconds(step, 1.0, 2, flush_caches) * 1e3;
       emit(opt, {{"bench", "attention"},
                  {"kind", kind.name},
                  {"causal", kind.causal},
@@ -74,6 +77,7 @@ void bench_attention(const Options& opt) {
                  {"head_dim", D},
                  {"threads", get_num_threads()},
                  {"ms", round2(ms)},
+                 {"ms_cold", round2(ms_cold)},
                  {"peak_mib", round2(peak_mib)},
                  {"tokens_per_s", round2(B * n / (ms * 1e-3))}});
     }
