@@ -104,6 +104,12 @@ Tensor FavorFeatureMap::forward(const Tensor& x, bool is_query) const {
   return exp(logits) * (1.0 / std::sqrt(static_cast<double>(m)));
 }
 
+bool FavorFeatureMap::fuse_into(LinearAttentionOptions& options) const {
+  options.feature_map = FeatureMapKind::favor;
+  options.projection = projection;
+  return true;
+}
+
 std::string FavorFeatureMap::extra_repr() const {
   return str_cat("head_dim=", projection.size(1), ", features=", projection.size(0),
                  ", redraw_interval=", redraw_interval_);
@@ -131,8 +137,10 @@ Tensor LinearAttention::forward(const Tensor& q, const Tensor& k, const Tensor& 
   LinearAttentionOptions options;
   options.causal = causal;
   options.eps = eps_;
-  if (fused_ && feature_map->fuse_into(options))
+  if (fused_ && feature_map->fuse_into(options)) {
+    if (options.projection.defined()) options.projection = options.projection.to(q.dtype());
     return linear_attention(q, k, v, key_padding_mask, options);
+  }
   Tensor phi_q = feature_map->forward(q, true);
   Tensor phi_k = feature_map->forward(k, false);
   if (fused_) return linear_attention(phi_q, phi_k, v, key_padding_mask, options);

@@ -23,8 +23,9 @@ class FeatureMap : public Module {
   virtual int64_t num_features(int64_t head_dim) const { return head_dim; }
   // Called once per attention call, before the queries and keys are mapped (FAVOR+ redraws here).
   virtual void before_forward() {}
-  // A map the fused kernel can apply itself (an element-wise one) sets options.feature_map and
-  // returns true; the kernel then reads the raw q and k once instead of their mapped copies.
+  // A map the fused kernel can apply itself (element-wise ones, and FAVOR+ with its projection)
+  // sets options.feature_map and returns true; the kernel then reads the raw q and k once and
+  // never writes their mapped copies.
   virtual bool fuse_into(LinearAttentionOptions&) const { return false; }
 };
 
@@ -61,6 +62,7 @@ class FavorFeatureMap : public FeatureMap {
   FavorFeatureMap(int64_t head_dim, int64_t num_features, int64_t redraw_interval, uint64_t seed,
                   bool redraw_in_eval = false);
   Tensor forward(const Tensor& x, bool is_query) const override;
+  bool fuse_into(LinearAttentionOptions& options) const override;
   int64_t num_features(int64_t) const override { return projection.size(0); }
   // Draws a new W (m blocks of D orthonormal rows, each row scaled by an independent chi(D)
   // norm, so every row is marginally N(0, I_D)).

@@ -63,6 +63,18 @@ spe::SineSPE& sine_code() {
   return *code;
 }
 
+// Linear attention with FAVOR+ features inside the kernel: in = {q, k, v} (.., width 3), a fixed
+// projection of 5 features, a tiny eps.
+Tensor favor_attention(const V& in, bool causal, const Tensor& key_padding_mask) {
+  LinearAttentionOptions options;
+  options.causal = causal;
+  options.eps = 1e-12;
+  options.feature_map = FeatureMapKind::favor;
+  Generator gen(6);
+  options.projection = randn({5, 3}, f64, &gen);
+  return linear_attention(in[0], in[1], in[2], key_padding_mask, options);
+}
+
 struct Row {
   std::string name;  // the registered name of the op under test
   std::vector<Input> inputs;
@@ -354,6 +366,15 @@ const std::vector<Row>& table() {
          options.relu_eps = 0.1;
          return linear_attention(in[0], in[1], in[2], ids({0, 1, 0, 0, 0, 0}, {1, 6}), options);
        }},
+      // FAVOR+ inside the kernel (5 random features of width 3), non-causal and causal with a
+      // padded key. The queries' max shift is a constant to the backward, as in the composed map;
+      // it cancels between numerator and denominator up to eps, so eps is tiny here.
+      {"linear_attention",
+       {leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3}), leaf({2, 5, 2, 4})},
+       [](const V& in) { return favor_attention(in, false, ids({0, 0, 1, 0, 0, 0, 0, 0, 0, 1}, {2, 5})); }},
+      {"linear_attention",
+       {leaf({1, 6, 2, 3}), leaf({1, 6, 2, 3}), leaf({1, 6, 2, 2})},
+       [](const V& in) { return favor_attention(in, true, ids({0, 1, 0, 0, 0, 0}, {1, 6})); }},
       {"layer_norm",
        {leaf({3, 5}), leaf({5}), leaf({5})},
        [](const V& in) { return layer_norm(in[0], in[1], in[2]); }},

@@ -193,10 +193,15 @@ void check_fused_map_equals_composed(DType dtype, double tol, FeatureMapKind map
   options.feature_map = map;
   options.relu_eps = 0.01;
   std::shared_ptr<nn::FeatureMap> phi;
-  if (map == FeatureMapKind::elu)
+  if (map == FeatureMapKind::elu) {
     phi = std::make_shared<nn::EluFeatureMap>();
-  else
+  } else if (map == FeatureMapKind::relu) {
     phi = std::make_shared<nn::ReluFeatureMap>(0.01);
+  } else {  // 7 random features of the width-5 inputs
+    auto favor = std::make_shared<nn::FavorFeatureMap>(5, 7, 0, 3);
+    options.projection = favor->projection.to(dtype);
+    phi = favor;
+  }
   Tensor keep = eq(mask.to(dtype), zeros({}, dtype)).unsqueeze(-1).unsqueeze(-1);
   check_paths_agree(
       {q, k, v}, g, [&] { return linear_attention(q, k, v, mask, options); },
@@ -210,7 +215,7 @@ void check_fused_map_equals_composed(DType dtype, double tol, FeatureMapKind map
 }  // namespace
 
 TEST_CASE("feature maps and key padding inside the kernel equal the composed ops") {
-  for (FeatureMapKind map : {FeatureMapKind::elu, FeatureMapKind::relu})
+  for (FeatureMapKind map : {FeatureMapKind::elu, FeatureMapKind::relu, FeatureMapKind::favor})
     for (bool causal : {false, true})
       for (int64_t n : {3, 150, 600}) {
         check_fused_map_equals_composed(f64, 1e-12, map, causal, n);

@@ -7,8 +7,9 @@
 namespace spear {
 namespace {
 
-// q, k: (B, N, H, F), v: (B, N, H, M), mask: (B, N) or undefined -> (B, N, H, M);
-// ctx.flag = causal, ctx.dims = {feature map}, ctx.scalars = {eps, relu_eps}
+// q, k: (B, N, H, D), v: (B, N, H, M), mask: (B, N) or undefined -> (B, N, H, M); FAVOR+'s
+// projection rides in the options and gets no gradient. ctx.flag = causal, ctx.dims = {feature
+// map}, ctx.scalars = {eps, relu_eps}
 struct LinearAttentionFn : Function<LinearAttentionFn> {
   static constexpr const char* name = "linear_attention";
   static Tensor forward(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -19,7 +20,8 @@ struct LinearAttentionFn : Function<LinearAttentionFn> {
     std::vector<Tensor> out = kernels::linear_attention(q, k, v, key_padding_mask, options);
     // The sums S, z are (B, H, F, M + 1): the non-causal backward reads them instead of a pass
     // over the keys.
-    ctx.save_for_backward({q, k, v, key_padding_mask, options.causal ? Tensor() : out[1]});
+    ctx.save_for_backward(
+        {q, k, v, key_padding_mask, options.causal ? Tensor() : out[1], options.projection});
     return out[0];
   }
   // y = num / den: dphi(q) = dnum S^T + dden z^T, dphi(k) = v R^T + r, dv = phi(k) R (prefix S,
@@ -30,6 +32,7 @@ struct LinearAttentionFn : Function<LinearAttentionFn> {
     options.feature_map = static_cast<FeatureMapKind>(ctx.dims[0]);
     options.eps = ctx.scalars[0];
     options.relu_eps = ctx.scalars[1];
+    options.projection = ctx.saved(5);
     std::vector<Tensor> grads = kernels::linear_attention_backward(
         ctx.saved(0), ctx.saved(1), ctx.saved(2), ctx.saved(3), ctx.saved(4), g, options);
     grads.push_back(Tensor());  // the mask gets no gradient

@@ -74,15 +74,15 @@ void load_sums(const T* state, int64_t f, int64_t m, HeadState<T>& h) {
   }
 }
 
-// Chunk-sized buffers, used by one head after another.
+// Chunk-sized buffers, used by one head after another; the (C, C) ones only when causal.
 template <typename T>
 struct Scratch {
-  Scratch(int64_t chunk, int64_t f, int64_t m)
+  Scratch(int64_t chunk, int64_t f, int64_t m, bool causal)
       : phi_q(chunk * f),
         phi_k(chunk * f),
         dphi(chunk * f),
-        a(chunk * chunk),
-        p(chunk * chunk),
+        a(causal ? chunk * chunk : 0),
+        p(causal ? chunk * chunk : 0),
         y(chunk * m),
         dnum(chunk * m),
         den(chunk),
@@ -165,10 +165,10 @@ struct Steps {
 
   const int64_t* pad(const Slice<T>& s, int64_t c0) const { return s.pad ? s.pad + c0 : nullptr; }
   void map_q(const Slice<T>& s, int64_t c0, int64_t len, Scratch<T>& w) const {
-    map_rows(phi, s.q + c0 * s.ld_qk, s.ld_qk, len, s.f, nullptr, w.phi_q.data());
+    map_rows(phi, s.q + c0 * s.ld_qk, s.ld_qk, len, s.f, nullptr, true, w.phi_q.data());
   }
   void map_k(const Slice<T>& s, int64_t c0, int64_t len, Scratch<T>& w) const {
-    map_rows(phi, s.k + c0 * s.ld_qk, s.ld_qk, len, s.f, pad(s, c0), w.phi_k.data());
+    map_rows(phi, s.k + c0 * s.ld_qk, s.ld_qk, len, s.f, pad(s, c0), false, w.phi_k.data());
   }
 
   // S += phi(k)^T v ;  z += colsum phi(k)
@@ -327,9 +327,9 @@ struct HeadGroup {
 // elements than twice the threads; each head's arithmetic is the same whatever its group, so
 // results do not depend on the thread count.
 template <typename T, typename Fn>
-void for_each_group(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& pad,
+void for_each_group(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& pad, int64_t F,
                     bool causal, Fn fn) {
-  const int64_t B = q.size(0), N = q.size(1), H = q.size(2), F = q.size(3), M = v.size(3);
+  const int64_t B = q.size(0), N = q.size(1), H = q.size(2), Dq = q.size(3), M = v.size(3);
   const int64_t groups = std::clamp<int64_t>(2 * get_num_threads() / std::max<int64_t>(B, 1), 1, H);
   const int64_t per_group = (H + groups - 1) / groups;
   const T *pq = q.data_ptr<T>(), *pk = k.data_ptr<T>(), *pv = v.data_ptr<T>();
@@ -340,11 +340,12 @@ void for_each_group(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
         for (int64_t task = lo; task < hi; ++task) {
           const int64_t b = task / groups, h0 = task % groups * per_group;
           const int64_t h1 = std::min(H, h0 + per_group);
-          HeadGroup<T> group{{}, {}, Scratch<T>(chunk_size(causal), F, M), N, chunk_size(causal)};
+          HeadGroup<T> group{
+              {}, {}, Scratch<T>(chunk_size(causal), F, M, causal), N, chunk_size(causal)};
           for (int64_t h = h0; h < h1; ++h) {
-            const int64_t qk_off = b * N * H * F + h * F, v_off = b * N * H * M + h * M;
+            const int64_t qk_off = b * N * H * Dq + h * Dq, v_off = b * N * H * M + h * M;
             group.slices.push_back({pq + qk_off, pk + qk_off, pv + v_off, pp ? pp + b * N : nullptr,
-                                    N, F, M, H * F, H * M, b * H + h});
+                                    N, F, M, H * Dq, H * M, b * H + h});
             group.states.emplace_back(F, M);
           }
           if (h1 > h0) fn(group);
@@ -352,9 +353,30 @@ void for_each_group(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
       });
 }
 
+// The map of `options`, with FAVOR+'s projection (contiguous, checked by feature_width) read
+// from `projection`.
 template <typename T>
-FeatureMap<T> feature_map(const LinearAttentionOptions& options) {
-  return {options.feature_map, static_cast<T>(options.relu_eps)};
+FeatureMap<T> feature_map(const LinearAttentionOptions& options, const Tensor& projection) {
+  FeatureMap<T> phi{options.feature_map, static_cast<T>(options.relu_eps)};
+  if (options.feature_map == FeatureMapKind::favor) {
+    phi.w = projection.data_ptr<T>();
+    phi.d = projection.size(1);
+    phi.input_scale = static_cast<T>(std::pow(static_cast<double>(phi.d), -0.25));
+    phi.output_scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(projection.size(0))));
+  }
+  return phi;
+}
+
+// F, the width of phi(q) and phi(k): FAVOR+'s m, else q's own width. Checks the projection.
+int64_t feature_width(const Tensor& q, const LinearAttentionOptions& options, const char* op) {
+  if (options.feature_map != FeatureMapKind::favor) return q.size(3);
+  const Tensor& w = options.projection;
+  SPEAR_CHECK_SHAPE(w.defined() && w.dim() == 2 && w.size(1) == q.size(3) && w.size(0) > 0, op,
+                    ": the favor map needs a projection (m, D) with D = ", q.size(3),
+                    " (q's width), got ", w.defined() ? w.shape() : Shape());
+  SPEAR_CHECK_DTYPE(w.dtype() == q.dtype(), op, ": the favor projection is ", w.dtype(),
+                    " but q is ", q.dtype());
+  return w.size(0);
 }
 
 }  // namespace
@@ -366,17 +388,19 @@ std::vector<Tensor> linear_attention(const Tensor& q_in, const Tensor& k_in, con
   Tensor q = contiguous(q_in), k = contiguous(k_in), v = contiguous(v_in);
   Tensor pad = padding_as_i64(key_padding_mask);
   Tensor y = Tensor::empty(v.shape(), v.dtype());
-  const int64_t F = q.size(3), M = v.size(3);
+  const int64_t F = feature_width(q, options, "linear_attention"), M = v.size(3);
+  const Tensor projection =
+      options.projection.defined() ? contiguous(options.projection) : Tensor();
   Tensor sums = Tensor::empty({q.size(0), q.size(2), F, M + 1}, q.dtype());
   SPEAR_DISPATCH_FLOAT(q.dtype(), "linear_attention", [&] {
     using T = scalar_t;
-    const FeatureMap<T> phi = feature_map<T>(options);
+    const FeatureMap<T> phi = feature_map<T>(options, projection);
     const Steps<T> steps{phi, static_cast<T>(options.eps), chunk_size(options.causal)};
     // A slice's rows of y sit at the offset of its rows of v.
     T* const py = y.data_ptr<T>();
     T* const psums = sums.data_ptr<T>();
     const T* const pv = v.data_ptr<T>();
-    for_each_group<T>(q, k, v, pad, options.causal, [&](HeadGroup<T>& group) {
+    for_each_group<T>(q, k, v, pad, F, options.causal, [&](HeadGroup<T>& group) {
       auto out = [&](const Slice<T>& s) { return py + (s.v - pv); };
       using S = const Slice<T>&;
       using H = HeadState<T>&;
@@ -410,7 +434,9 @@ std::vector<Tensor> linear_attention_backward(const Tensor& q_in, const Tensor& 
   Tensor g = contiguous(grad_in), pad = padding_as_i64(key_padding_mask);
   Tensor dq = Tensor::empty(q.shape(), q.dtype()), dk = Tensor::empty(k.shape(), k.dtype());
   Tensor dv = Tensor::empty(v.shape(), v.dtype());
-  const int64_t F = q.size(3), M = v.size(3);
+  const int64_t F = feature_width(q, options, "linear_attention backward"), M = v.size(3);
+  const Tensor projection =
+      options.projection.defined() ? contiguous(options.projection) : Tensor();
   const Shape sums_shape = {q.size(0), q.size(2), F, M + 1};
   SPEAR_CHECK_SHAPE(
       !sums_in.defined() || sums_in.shape() == sums_shape, "linear_attention backward: sums ",
@@ -418,13 +444,13 @@ std::vector<Tensor> linear_attention_backward(const Tensor& q_in, const Tensor& 
   Tensor sums = sums_in.defined() ? contiguous(sums_in) : sums_in;
   SPEAR_DISPATCH_FLOAT(q.dtype(), "linear_attention backward", [&] {
     using T = scalar_t;
-    const FeatureMap<T> phi = feature_map<T>(options);
+    const FeatureMap<T> phi = feature_map<T>(options, projection);
     const Steps<T> steps{phi, static_cast<T>(options.eps), chunk_size(options.causal)};
     // A slice's rows of dq and dk sit at the offset of its rows of q (k has q's shape), those of g
     // and dv at the offset of its rows of v.
     const T *pq = q.data_ptr<T>(), *pv = v.data_ptr<T>(), *pg = g.data_ptr<T>();
     T *pdq = dq.data_ptr<T>(), *pdk = dk.data_ptr<T>(), *pdv = dv.data_ptr<T>();
-    for_each_group<T>(q, k, v, pad, options.causal, [&](HeadGroup<T>& group) {
+    for_each_group<T>(q, k, v, pad, F, options.causal, [&](HeadGroup<T>& group) {
       using S = const Slice<T>&;
       using H = HeadState<T>&;
       using W = Scratch<T>&;

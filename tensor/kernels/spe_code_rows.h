@@ -86,15 +86,21 @@ void gate_codes(const T* a, const T* w, int64_t rows, int64_t channels, int64_t 
 template <typename T>
 void gate_codes_backward(const T* a, int64_t rows, int64_t channels, int64_t R, const T* code,
                          T* dgated, int64_t c0, int64_t c1, double* da, T* dw) {
+  constexpr int64_t kLanes = 16;  // partial sums of the dot, so its loop vectorises
   for (int64_t c = c0; c < c1; ++c)
     for (int64_t i = 0; i < rows; ++i) {
       const T* in = code + (i * channels + c) * R;
       T* d = dgated + (i * channels + c) * R;
+      T lanes[kLanes] = {};
+      int64_t r = 0;
+      for (; r + kLanes <= R; r += kLanes)
+        for (int64_t l = 0; l < kLanes; ++l) lanes[l] += d[r + l] * in[r + l];
       T dot = 0;
-      for (int64_t r = 0; r < R; ++r) {
-        dot += d[r] * in[r];
-        dw[c * R + r] += d[r];
-        d[r] *= a[c];
+      for (int64_t l = 0; l < kLanes; ++l) dot += lanes[l];
+      for (; r < R; ++r) dot += d[r] * in[r];
+      for (int64_t e = 0; e < R; ++e) {
+        dw[c * R + e] += d[e];
+        d[e] *= a[c];
       }
       da[c] += static_cast<double>(dot);
     }
