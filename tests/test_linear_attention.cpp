@@ -143,15 +143,18 @@ TEST_CASE("linear attention gradients pass gradcheck across chunk boundaries") {
   }
 }
 
-TEST_CASE("linear attention is bit-identical with 1 and 2 threads, and checks its inputs") {
+TEST_CASE(
+    "linear attention is bit-identical with 1 and 2 threads (elu, FAVOR+), and checks inputs") {
   Generator gen(9);
   Tensor q = features({2, 300, 4, 16}, f32, gen), k = features({2, 300, 4, 16}, f32, gen);
   Tensor v = randn({2, 300, 4, 16}, f32, &gen), g = randn({2, 300, 4, 16}, f32, &gen);
   Tensor mask = gt(rand({2, 300}, f32, &gen), full({}, 0.8));
-  auto run = [&] {
+  Tensor projection = randn({24, 16}, f32, &gen);
+  auto run = [&](FeatureMapKind map, bool causal) {
     LinearAttentionOptions options;
-    options.causal = true;
-    options.feature_map = FeatureMapKind::elu;
+    options.causal = causal;
+    options.feature_map = map;
+    if (map == FeatureMapKind::favor) options.projection = projection;
     std::vector<Tensor> forward = kernels::linear_attention(q, k, v, mask, options);
     std::vector<float> out = forward[0].to_vector<float>();
     for (const Tensor& d :
@@ -161,16 +164,29 @@ TEST_CASE("linear attention is bit-identical with 1 and 2 threads, and checks it
     }
     return out;
   };
-  set_num_threads(1);
-  std::vector<float> one = run();
-  set_num_threads(2);
-  CHECK(run() == one);
+  for (FeatureMapKind map : {FeatureMapKind::elu, FeatureMapKind::favor})
+    for (bool causal : {false, true}) {
+      CAPTURE(static_cast<int>(map));
+      CAPTURE(causal);
+      set_num_threads(1);
+      std::vector<float> one = run(map, causal);
+      set_num_threads(2);
+      CHECK(run(map, causal) == one);
+    }
   CHECK_THROWS_AS(linear_attention(q, k.slice(3, 0, 8), v, true), ShapeError);
   CHECK_THROWS_AS(linear_attention(q, k, v.to(f64), true), DTypeError);
   CHECK_THROWS_AS(linear_attention(q.reshape({600, 4, 16}), k, v, true), ShapeError);
   LinearAttentionOptions options;
   CHECK_THROWS_WITH_AS(linear_attention(q, k, v, zeros({2, 299}), options),
                        doctest::Contains("key_padding_mask"), ShapeError);
+  options.feature_map = FeatureMapKind::favor;  // without a projection, then a wrong one
+  CHECK_THROWS_WITH_AS(linear_attention(q, k, v, Tensor(), options),
+                       doctest::Contains("projection"), ShapeError);
+  options.projection = zeros({24, 8});
+  CHECK_THROWS_WITH_AS(linear_attention(q, k, v, Tensor(), options),
+                       doctest::Contains("projection"), ShapeError);
+  options.projection = zeros({24, 16}, f64);
+  CHECK_THROWS_AS(linear_attention(q, k, v, Tensor(), options), DTypeError);
 }
 
 namespace {
