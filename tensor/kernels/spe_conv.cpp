@@ -72,6 +72,15 @@ int64_t rows_per_chunk(const Sizes& s, int64_t requested) {
   return std::max({int64_t{1}, 4 * (s.P1 - 1), kChunkElements / (s.cols * s.C * s.R)});
 }
 
+// A buffer for one chunk's codes (or their gradient). A tensor rather than a vector: at large
+// widths it is tens of MiB, which would go back to the OS after every call and be faulted in
+// again; spear's allocator keeps such blocks for the next call.
+template <typename T>
+Tensor chunk_codes_buffer(const Sizes& s, int64_t chunk_rows) {
+  const int64_t rows = std::min(rows_per_chunk(s, chunk_rows), s.rows);
+  return Tensor::empty({rows * s.cols * s.C * s.R}, dtype_of<T>());
+}
+
 // Calls fn(first row, row count, noise window) for each chunk of rows, in order.
 template <typename T, typename Fn>
 void for_each_chunk(const Sizes& s, const ConvSpeGrid& grid, int64_t chunk_rows, Fn fn) {
@@ -271,21 +280,20 @@ std::vector<Tensor> conv_spe_filter(const std::vector<Tensor>& xs_in,
   if (ys[0].numel() == 0) return ys;
   SPEAR_DISPATCH_FLOAT(xs[0].dtype(), "conv_spe_filter", [&] {
     using T = scalar_t;
-    std::vector<T> code;
+    Tensor code_buffer = chunk_codes_buffer<T>(s, chunk_rows);
+    T* const code = code_buffer.data_ptr<T>();
     for_each_chunk<T>(s, grid, chunk_rows, [&](int64_t a, int64_t len, const T* eps) {
-      code.resize(static_cast<size_t>(len * s.cols * s.C * s.R));
       for (size_t side = 0; side < xs.size(); ++side) {
         const T* px = xs[side].data_ptr<T>();
         T* py = ys[side].data_ptr<T>();
-        fill_codes<T>(s, ws[side].data_ptr<T>(), eps, len, static_cast<T>(grid.scale), code.data());
+        fill_codes<T>(s, ws[side].data_ptr<T>(), eps, len, static_cast<T>(grid.scale), code);
         if (gate.defined())
-          gate_codes(gate.a.data_ptr<T>(), gate.w.data_ptr<T>(), len * s.cols, s.C, s.R,
-                     code.data(), code.data());
+          gate_codes(gate.a.data_ptr<T>(), gate.w.data_ptr<T>(), len * s.cols, s.C, s.R, code,
+                     code);
         // y[:, n, h, :] = x[:, n, h, :] (B x D) @ code[i, h] (D x R)
         for_each_position_head(s, a * s.cols, len * s.cols, [&](int64_t n, int64_t h, int64_t i) {
-          apply_code(px + (n * s.H + h) * s.D, s.N * s.H * s.D,
-                     code.data() + (i * s.H + h) * s.D * s.R, s.B, s.D, s.R,
-                     py + (n * s.H + h) * s.R, s.N * s.H * s.R);
+          apply_code(px + (n * s.H + h) * s.D, s.N * s.H * s.D, code + (i * s.H + h) * s.D * s.R,
+                     s.B, s.D, s.R, py + (n * s.H + h) * s.R, s.N * s.H * s.R);
         });
       }
     });
@@ -324,20 +332,20 @@ std::vector<Tensor> conv_spe_filter_backward(const std::vector<Tensor>& xs_in,
     const T scale = static_cast<T>(grid.scale);
     // Without a gate the codes' buffer turns into their gradient's; with one, the gated codes go
     // to a second buffer that turns into the gradient, and the codes stay for the gate's.
-    std::vector<T> code, gated_code;
+    Tensor code_buffer = chunk_codes_buffer<T>(s, chunk_rows);
+    Tensor gated_buffer = gate.defined() ? chunk_codes_buffer<T>(s, chunk_rows) : Tensor();
+    T* const code = code_buffer.data_ptr<T>();
+    T* const gated_code = gate.defined() ? gated_buffer.data_ptr<T>() : nullptr;
     std::vector<double> da(gate.defined() ? static_cast<size_t>(s.C) : 0, 0.0);
     for_each_chunk<T>(s, grid, chunk_rows, [&](int64_t a, int64_t len, const T* eps) {
       const int64_t rows = len * s.cols;
-      code.resize(static_cast<size_t>(rows * s.C * s.R));
-      if (gate.defined()) gated_code.resize(code.size());
-      T* dcode = gate.defined() ? gated_code.data() : code.data();
+      T* dcode = gate.defined() ? gated_code : code;
       for (size_t side = 0; side < sides; ++side) {
         const T *px = xs[side].data_ptr<T>(), *pg = gs[side].data_ptr<T>();
         T* pdx = out[side].data_ptr<T>();
-        fill_codes<T>(s, ws[side].data_ptr<T>(), eps, len, scale, code.data());
+        fill_codes<T>(s, ws[side].data_ptr<T>(), eps, len, scale, code);
         if (gate.defined())
-          gate_codes(gate.a.data_ptr<T>(), gate.w.data_ptr<T>(), rows, s.C, s.R, code.data(),
-                     gated_code.data());
+          gate_codes(gate.a.data_ptr<T>(), gate.w.data_ptr<T>(), rows, s.C, s.R, code, gated_code);
         for_each_position_head(s, a * s.cols, rows, [&](int64_t n, int64_t h, int64_t i) {
           const T* gn = pg + (n * s.H + h) * s.R;
           const T* xn = px + (n * s.H + h) * s.D;
@@ -350,7 +358,7 @@ std::vector<Tensor> conv_spe_filter_backward(const std::vector<Tensor>& xs_in,
         });
         if (gate.defined())
           parallel_for(0, s.C, grain_for(rows * s.R), [&](int64_t c0, int64_t c1) {
-            gate_codes_backward(gate.a.data_ptr<T>(), rows, s.C, s.R, code.data(), dcode, c0, c1,
+            gate_codes_backward(gate.a.data_ptr<T>(), rows, s.C, s.R, code, dcode, c0, c1,
                                 da.data(), out[2 * sides + 1].data_ptr<T>());
           });
         add_weight_grads<T>(s, dcode, eps, len, scale, out[sides + side].data_ptr<T>());
