@@ -466,25 +466,39 @@ TEST_CASE("gradcheck: q, k, conv_q, conv_k and the gate through the fused filter
     }
 }
 
-TEST_CASE("1 and 2 threads give bit-identical results, forward and backward") {
-  for (bool two_d : {false, true}) {
-    CAPTURE(two_d);
-    const int64_t n = two_d ? 60 * 50 : 3000;
-    auto code = two_d ? make_code(2, 4, 16, {3, 2}, {60, 50}, f32, true)
-                      : make_code(2, 4, 16, {6}, {}, f32, true);
-    Tensor q = random({2, n, 2, 4}, f32, 1).requires_grad_();
-    Tensor k = random({2, n, 2, 4}, f32, 2).requires_grad_();
-    auto filter = [&](const Tensor& a, const Tensor& b) { return code->filter(a, b, 0); };
-    set_num_threads(1);
-    V one = run(*code, q, k, filter);
-    set_num_threads(2);
-    V two = run(*code, q, k, filter);
-    REQUIRE(one[0].numel() > 32768);
-    for (size_t i = 0; i < one.size(); ++i) {
-      INFO(kRunNames[i]);
-      CHECK(one[i].to_vector<float>() == two[i].to_vector<float>());
+TEST_CASE("1 and 2 threads give bit-identical results, forward and backward, gated or not") {
+  Tensor gate_a = random({2, 4}, f32, 3).requires_grad_();
+  Tensor gate_w = random({2, 4, 16}, f32, 4).requires_grad_();
+  for (bool two_d : {false, true})
+    for (bool gated : {false, true}) {
+      CAPTURE(two_d);
+      CAPTURE(gated);
+      const int64_t n = two_d ? 60 * 50 : 3000;
+      auto code = two_d ? make_code(2, 4, 16, {3, 2}, {60, 50}, f32, true)
+                        : make_code(2, 4, 16, {6}, {}, f32, true);
+      Tensor q = random({2, n, 2, 4}, f32, 1).requires_grad_();
+      Tensor k = random({2, n, 2, 4}, f32, 2).requires_grad_();
+      const spe::PositionalCode::Gate gate =
+          gated ? spe::PositionalCode::Gate{gate_a, gate_w} : spe::PositionalCode::Gate{};
+      auto filter = [&](const Tensor& a, const Tensor& b) { return code->filter(a, b, 0, gate); };
+      auto once = [&] {
+        gate_a.zero_grad();
+        gate_w.zero_grad();
+        V out = run(*code, q, k, filter);
+        if (gated) out.insert(out.end(), {gate_a.grad(), gate_w.grad()});
+        return out;
+      };
+      set_num_threads(1);
+      V one = once();
+      set_num_threads(2);
+      V two = once();
+      REQUIRE(one[0].numel() > 32768);
+      for (size_t i = 0; i < one.size(); ++i) {
+        const char* name = i < 6 ? kRunNames[i] : i == 6 ? "dgate_a" : "dgate_w";
+        INFO(name);
+        CHECK(one[i].to_vector<float>() == two[i].to_vector<float>());
+      }
     }
-  }
 }
 
 TEST_CASE("size-0 inputs: no positions or no batch") {
