@@ -1,9 +1,8 @@
 // The element-wise feature maps of linear attention, applied by the fused kernel to a chunk of
 // rows as it reads them (tensor/kernels/linear_attention.cpp), and their derivatives.
 #pragma once
-#include <cstdint>
-
 #include <algorithm>
+#include <cstdint>
 
 #include "tensor/kernels/blas.h"
 #include "tensor/kernels/fast_exp.h"

@@ -19,7 +19,8 @@ struct SpeGate {
   bool defined() const { return a.defined(); }
 };
 // A defined gate checked against codes of H heads, D features and R realizations of `dtype`,
-// made contiguous; an undefined one as it is. Errors name op.
+// made contiguous; an undefined one as it is. Errors name op. (In spe_sine.cpp; both filters use
+// it.)
 SpeGate checked_gate(const SpeGate& gate, int64_t H, int64_t D, int64_t R, DType dtype,
                      const char* op);
 

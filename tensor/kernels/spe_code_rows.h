@@ -3,7 +3,8 @@
 //   y (B, R) = x (B, D) code (D, R),   backward: dx = g code^T,  dcode = x^T g.
 // The shapes are tiny (8 x 16 x 64 in the benchmarks), where a BLAS call costs about as much as
 // its work, and there are N H of them per side. Each output row here is a weighted sum of rows,
-// run along the row in vector registers, and every sum runs in a fixed order.
+// run along the row in vector registers, and every sum runs in a fixed order. Also here: the SPE
+// gate applied to a block of codes, and its backward.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -61,10 +62,6 @@ void apply_code_code_grad(const T* x, int64_t ld_x, const T* g, int64_t ld_g, in
                           int64_t R, T* dcode) {
   for (int64_t d = 0; d < D; ++d) sum_scaled_rows(B, x + d, ld_x, g, ld_g, R, dcode + d * R);
 }
-
-}  // namespace spear::kernels
-
-namespace spear::kernels {
 
 // The gate folded into a block of codes (SpeGate, spe.h): rows (rows, channels, R) packed, with
 // channel c scaled by a[c] and shifted by w[c, :]:  gated[i, c, :] = a[c] code[i, c, :] + w[c, :].

@@ -166,6 +166,23 @@ Tensor forward_impl(const SineInputs<T>& in) {
   return y;
 }
 
+// One parameter gradient from its per-(head, slab) partials of `size` values each: every value
+// sums its slabs in slab order, in P (the partials' type), then rounds to T. -> (shape), H * size
+// values.
+template <typename T, typename P>
+Tensor sum_slab_partials(const std::vector<P>& parts, int64_t H, int64_t slabs, int64_t size,
+                         const Shape& shape) {
+  Tensor out = Tensor::empty(shape, dtype_of<T>());
+  T* o = out.data_ptr<T>();
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t e = 0; e < size; ++e) {
+      P sum = 0;
+      for (int64_t slab = 0; slab < slabs; ++slab) sum += parts[(h * slabs + slab) * size + e];
+      o[h * size + e] = static_cast<T>(sum);
+    }
+  return out;
+}
+
 template <typename T>
 SineSpeFilterGrads backward_impl(const SineInputs<T>& in, const Tensor& grad_in) {
   const SineDims& s = in.s;
@@ -239,42 +256,15 @@ SineSpeFilterGrads backward_impl(const SineInputs<T>& in, const Tensor& grad_in)
   });
 
   // Slab partials, added in slab order.
-  Tensor dz = zeros({s.H, s.D, 2 * s.K, s.R}, dtype_of<T>());
-  Tensor df = Tensor::empty({s.H, s.D, s.K}, dtype_of<T>());
-  Tensor dtheta = in.theta.defined() ? Tensor::empty({s.H, s.D, s.K}, dtype_of<T>()) : Tensor();
-  T* dzp = dz.data_ptr<T>();
-  for (int64_t h = 0; h < s.H; ++h)
-    for (int64_t j = 0; j < dk; ++j) {
-      double sum_f = 0, sum_theta = 0;
-      for (int64_t slab = 0; slab < slabs; ++slab) {
-        sum_f += df_part[(h * slabs + slab) * dk + j];
-        sum_theta += dtheta_part[(h * slabs + slab) * dk + j];
-      }
-      df.data_ptr<T>()[h * dk + j] = static_cast<T>(sum_f);
-      if (dtheta.defined()) dtheta.data_ptr<T>()[h * dk + j] = static_cast<T>(sum_theta);
-    }
-  for (int64_t h = 0; h < s.H; ++h)
-    for (int64_t slab = 0; slab < slabs; ++slab) {
-      const T* part = dz_part.data() + (h * slabs + slab) * zsize;
-      for (int64_t e = 0; e < zsize; ++e) dzp[h * zsize + e] += part[e];
-    }
-  SineSpeFilterGrads grads{dx, df, dtheta, dz, Tensor(), Tensor()};
-  if (gated) {
-    grads.da = Tensor::empty({s.H, s.D}, dtype_of<T>());
-    grads.dw = zeros({s.H, s.D, s.R}, dtype_of<T>());
-    T *dap = grads.da.data_ptr<T>(), *dwp = grads.dw.data_ptr<T>();
-    for (int64_t h = 0; h < s.H; ++h)
-      for (int64_t d = 0; d < s.D; ++d) {
-        double sum = 0;
-        for (int64_t slab = 0; slab < slabs; ++slab) sum += da_part[(h * slabs + slab) * s.D + d];
-        dap[h * s.D + d] = static_cast<T>(sum);
-      }
-    for (int64_t h = 0; h < s.H; ++h)
-      for (int64_t slab = 0; slab < slabs; ++slab) {
-        const T* part = dw_part.data() + (h * slabs + slab) * s.D * s.R;
-        for (int64_t e = 0; e < s.D * s.R; ++e) dwp[h * s.D * s.R + e] += part[e];
-      }
-  }
+  const int64_t gate_size = s.D * s.R;
+  SineSpeFilterGrads grads{
+      dx,
+      sum_slab_partials<T>(df_part, s.H, slabs, dk, {s.H, s.D, s.K}),
+      in.theta.defined() ? sum_slab_partials<T>(dtheta_part, s.H, slabs, dk, {s.H, s.D, s.K})
+                         : Tensor(),
+      sum_slab_partials<T>(dz_part, s.H, slabs, zsize, {s.H, s.D, 2 * s.K, s.R}),
+      gated ? sum_slab_partials<T>(da_part, s.H, slabs, s.D, {s.H, s.D}) : Tensor(),
+      gated ? sum_slab_partials<T>(dw_part, s.H, slabs, gate_size, {s.H, s.D, s.R}) : Tensor()};
   return grads;
 }
 
